@@ -37,9 +37,10 @@ $(STUBS_STAMP): $(PROTOS) $(VENV)/bin/python
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=kit/src --pyi_out=kit/src --grpc_python_out=kit/src $(PROTOS)
 	touch $@
 
-# The embedded default's checkpoints in $(RADDIFF_MODEL_DIR).
+# The embedded default's checkpoints in $(RADDIFF_MODEL_DIR), built once.
 models: install
-	$(PY) -m raddiff_kit.models ensure
+	$(PY) -m raddiff_embedding.checkpoints init-random $(RADDIFF_MODEL_DIR)/clip --if-missing
+	[ -e $(RADDIFF_MODEL_DIR)/vlm/config.json ] || $(PY) -m raddiff_vlm.checkpoints init-random $(RADDIFF_MODEL_DIR)/vlm
 
 up: models
 	$(PY) -m raddiff_kit.localstack up --data-root .data

@@ -16,6 +16,10 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
 
+    def within(self, where: str) -> ServiceError:
+        """The same error with where it happened in the request (e.g. "images[3]") before its message."""
+        return type(self)(f"{where}: {self.message}")
+
 
 class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT

@@ -30,7 +30,7 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 # money, and the proxy does its own upstream retries.
 IDEMPOTENT_METHODS: dict[str, list[str]] = {
     "raddiff.v1.VLMService": ["Generate", "Info"],
-    "raddiff.v1.EmbeddingService": ["EmbedImages", "EmbedTexts", "Info"],
+    "raddiff.v1.EmbeddingService": ["EmbedImages", "EmbedTexts", "EmbedImagePatches", "Info"],
     "raddiff.v1.LocalizeService": ["Grid", "Crop", "Localize"],
     "raddiff.v1.EvaluatorService": ["Judge"],
 }

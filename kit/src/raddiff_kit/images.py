@@ -24,6 +24,7 @@ from raddiff_kit.errors import InvalidArgument, NotFound
 
 SCRATCH_SCHEME = "scratch"
 _SCRATCH_NAME = re.compile(r"^[0-9a-f]{64}\.png$")
+_WIDE_GRAY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 # Refuse decompression bombs well before PIL's own warning threshold.
 MAX_PIXELS = 64_000_000
 
@@ -64,15 +65,19 @@ class ImageStore:
             return self._resolve_under(self.scratch_dir / name, [self.scratch_real], uri, "scratch store")
         raise InvalidArgument(f"image uri {uri!r} has unsupported scheme {parsed.scheme!r}; use file:/// or scratch://")
 
-    def _resolve_under(self, path: Path, roots: list[Path], uri: str, what: str) -> Path:
+    def resolve_data_file(self, path: Path, noun: str = "file") -> Path:
+        """The real path of a non-image file (a CSV or JSONL manifest) under the data roots, checked like an image."""
+        return self._resolve_under(Path(path), self.roots, str(path), "data roots", noun)
+
+    def _resolve_under(self, path: Path, roots: list[Path], uri: str, what: str, noun: str = "image") -> Path:
         if not path.is_absolute():
-            raise InvalidArgument(f"image uri {uri!r} is not an absolute path")
+            raise InvalidArgument(f"{noun} uri {uri!r} is not an absolute path")
         # resolve() follows symlinks and .., so a link pointing out of a root is caught here.
         real = path.resolve()
         if not any(real == root or root in real.parents for root in roots):
-            raise InvalidArgument(f"image {uri!r} is outside the {what}")
+            raise InvalidArgument(f"{noun} {uri!r} is outside the {what}")
         if not real.is_file():
-            raise NotFound(f"image {uri!r} does not exist")
+            raise NotFound(f"{noun} {uri!r} does not exist")
         return real
 
     # -- loading ----------------------------------------------------------
@@ -109,6 +114,9 @@ def decode_image(data: bytes, name: str, mode: str = "RGB") -> Image.Image:
             if probe.width * probe.height > MAX_PIXELS:
                 raise InvalidArgument(f"image {name!r} has {probe.width}x{probe.height} pixels, over the limit")
             probe.load()  # raises on truncated data
+            if probe.mode in _WIDE_GRAY_MODES:
+                # 16-bit radiographs: keep the top 8 bits, as OpenCV's imread does; PIL's convert would clip to white.
+                return probe.convert("I").point(lambda v: v / 256).convert("L").convert(mode)
             return probe.convert(mode)
     except UnidentifiedImageError:
         raise InvalidArgument(f"file {name!r} is not an image") from None

@@ -17,11 +17,13 @@ import open_clip
 import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF  # noqa: N812 - torchvision's own idiom
+from torchvision.transforms import functional as TF
 
 from raddiff_embedding.settings import Preprocessing
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
+# (x0, y0, x1, y1): the model's square input on the original image, in the image's normalised coordinates.
+Frame = tuple[float, float, float, float]
 
 CHEXZERO_PAD_PX = 320
 CHEXZERO_MEAN = 101.48761
@@ -58,4 +60,25 @@ def build_preprocess(name: Preprocessing, image_size: int) -> Preprocess:
             mean=open_clip.OPENAI_DATASET_MEAN,
             std=open_clip.OPENAI_DATASET_STD,
         )
+    raise ValueError(f"unknown preprocessing {name!r}; use 'raddiff' or 'chexzero'")
+
+
+def input_frame(name: Preprocessing, image_size: int, width: int, height: int) -> Frame:
+    """Where the square model input of a width x height image lies on that image (see build_preprocess).
+
+    "raddiff" resizes the shortest side and centre-crops, so the frame lies inside 0..1; "chexzero"
+    letterboxes the whole image, so the frame reaches outside 0..1 on the padded axis. The arithmetic
+    follows torchvision's Resize/CenterCrop and chexzero_pad, rounding included.
+    """
+    if name == "raddiff":
+        short, long = sorted((width, height))
+        resized_long = int(image_size * long / short)
+        new_w, new_h = (image_size, resized_long) if width <= height else (resized_long, image_size)
+        left, top = int(round((new_w - image_size) / 2.0)), int(round((new_h - image_size) / 2.0))
+        return left / new_w, top / new_h, (left + image_size) / new_w, (top + image_size) / new_h
+    if name == "chexzero":
+        ratio = CHEXZERO_PAD_PX / max(width, height)
+        new_w, new_h = max(1, int(width * ratio)), max(1, int(height * ratio))
+        left, top = (CHEXZERO_PAD_PX - new_w) // 2, (CHEXZERO_PAD_PX - new_h) // 2
+        return -left / new_w, -top / new_h, (CHEXZERO_PAD_PX - left) / new_w, (CHEXZERO_PAD_PX - top) / new_h
     raise ValueError(f"unknown preprocessing {name!r}; use 'raddiff' or 'chexzero'")

@@ -7,14 +7,13 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
-
 from raddiff_kit.settings import ServiceSettings, SharedSettings
 
 Preprocessing = Literal["raddiff", "chexzero"]
 
 
 class EmbeddingSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="RADDIFF_EMBEDDING_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RADDIFF_EMBEDDING_", extra="ignore", env_ignore_empty=True)
 
     grpc_port: int = Field(default=50052, ge=1, le=65535)
     metrics_port: int = Field(default=9102, ge=0, le=65535)
@@ -23,10 +22,15 @@ class EmbeddingSettings(ServiceSettings):
     checkpoint: Path | None = None
     preprocessing: Preprocessing = "raddiff"
     max_items: int = Field(default=256, ge=1, description="images or texts per call")
+    max_patch_images: int = Field(
+        default=16, ge=1, description="images per EmbedImagePatches call (also capped by gRPC's 4 MB message limit)"
+    )
     max_text_chars: int = Field(default=4000, ge=1)
     max_batch: int = Field(default=32, ge=1, description="items per engine batch across concurrent calls")
     max_wait_ms: float = Field(default=5.0, ge=0, description="how long a batch waits to fill")
     torch_threads: int = Field(default=0, ge=0, description="0 keeps torch's default")
+    # "auto" is the first GPU when torch sees one, else the CPU.
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
 
     def checkpoint_path(self, shared: SharedSettings) -> Path:
         return self.checkpoint if self.checkpoint is not None else shared.model_dir / "clip"

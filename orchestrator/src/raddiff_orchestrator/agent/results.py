@@ -1,0 +1,201 @@
+"""The result of one analysis: the structure the REST API returns under `results`, the CLI prints, and
+the HTML evidence report (raddiff_orchestrator.report) renders. `AnalysisResult.to_json()` is the
+only way a result leaves the agent, so this module is the contract between them.
+
+Shape of `AnalysisResult.to_json()` (schema "raddiff.result/1"; every float rounded to 6 places):
+
+    schema            "raddiff.result/1"
+    config            the resolved agent configuration (AgentConfig as JSON)
+    proposer          name of the proposer that produced the final findings ("raddiff", "offline", ...)
+    embedding_model   the embedding service's model_id used for every score
+    ranked_images     {"a": n_a, "b": n_b}: images of each set scored (ranker.max_num_samples caps them)
+    ranked_uris       {"a": [uri...], "b": [uri...]}: those images, in the order of every `scores` array;
+                      empty lists when the score arrays were left out (see FindingResult.scores)
+    findings          [FindingResult]: the final ranking, best first (highest AUROC)
+    iterations        [IterationResult]: what each iteration sampled, proposed, searched and ranked
+    evaluation        Evaluation of the final ranking against the ground truth, or null
+    samples           {"a": [{"uri", "caption", "report"}], "b": [...]}: the first iteration's first round
+    notes             [str]: every repair, retry, fallback and skipped step, in the order they happened
+    cache             {"image_hits", "image_misses", "text_hits", "text_misses"}: embedding cache use
+
+A FindingResult (one ranked finding):
+
+    rank              1-based
+    finding           the text, as scored (the raw finding, no template: RadDiff's ranker)
+    auroc             P(similarity of a random A image > that of a random B image), ties 1/2
+    auroc_ci          [low, high]: stratified bootstrap percentile interval at `ci_level`
+    ci_level          e.g. 0.95
+    p_value           one-sided permutation p-value of the AUROC (A > B), (1 + #perm >= obs) / (1 + perms)
+    q_value           Benjamini-Hochberg q-value of p_value over all findings of this result
+    t_statistic       Welch's t of the scores, A minus B
+    t_p_value         its two-sided p-value
+    mean_a, mean_b    mean score of A's and B's images
+    chexzero_auroc    AUROC of softmax([sim(finding), sim("no " + finding)]), or null when not computed
+    iteration         the iteration (1-based) whose proposals contained this finding
+    origin            "proposal" or "refinement" (proposed from zoom grids of a visual search)
+    histogram         {"edges": [k+1 floats], "a": [k counts], "b": [k counts]}: always present
+    scores            {"a": [...], "b": [...]} per image, aligned with ranked_uris; null when the run
+                      ranked more images than ranker.max_scores_in_result per set
+    most_a_like       [ImageScore]: the highest-scoring images of both sets (best first)
+    least_a_like      [ImageScore]: the lowest-scoring images of both sets (lowest first)
+    searches          [VisualSearch]: the zoom crops that led to it (searches of the iteration that
+                      proposed it by refinement); empty for findings of a first iteration
+
+An IterationResult:
+
+    index             1-based
+    feedback          [RankedBrief]: the previous iteration's top-k fed to the proposer (empty for 1)
+    searches          [VisualSearch]: the targeted visual search run before this iteration's proposals
+    rounds            [ProposalRound]: each round's samples, grids and proposals
+    deduplicated      [str]: the rounds' pooled findings after deduplication
+    ranked            [RankedBrief]: this iteration's ranking, best first
+    evaluation        Evaluation of this iteration's ranking, or null
+
+A VisualSearch (one box for one top finding, cropped from the sampled images):
+
+    finding, auroc    the finding that was boxed and its AUROC at the time
+    box               {"x0", "y0", "x1", "y1"}: normalised to a single X-ray
+    backend           the Localize backend that drew it ("llm", "vlm" or "model")
+    grid_uri          the 8x5 zoom grid of the crops (A's crops first, then B's): scratch:// uri
+    crop_uris         {"a": [...], "b": [...]}: one crop per sampled image
+    captions          {"a": [...], "b": [...]}: the VLM's descriptions of the crops (offline refinement),
+                      or empty lists
+
+A ProposalRound:
+
+    round             1-based
+    sample_a, sample_b  the sampled uris
+    grid_a, grid_b    the 4x5 grids of the samples given to a multimodal proposer, or ""
+    proposed          [str]: the findings this round proposed
+
+Image uris are file:///... (the inputs) or scratch://<sha256>.png (grids and crops in the shared
+scratch store, RADDIFF_SCRATCH_DIR/<sha256>.png).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "raddiff.result/1"
+
+
+@dataclass(frozen=True)
+class BoxOut:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    uri: str
+    group: str  # "a" or "b"
+    score: float
+
+
+@dataclass(frozen=True)
+class Histogram:
+    edges: list[float]
+    a: list[int]
+    b: list[int]
+
+
+@dataclass(frozen=True)
+class VisualSearch:
+    finding: str
+    auroc: float
+    box: BoxOut
+    backend: str
+    grid_uri: str
+    crop_uris: dict[str, list[str]]
+    captions: dict[str, list[str]] = field(default_factory=lambda: {"a": [], "b": []})
+
+
+@dataclass(frozen=True)
+class RankedBrief:
+    finding: str
+    auroc: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    scores: list[int]
+    acc_at_1: float
+    acc_at_5: float
+    backend: str
+    rationales: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FindingResult:
+    rank: int
+    finding: str
+    auroc: float
+    auroc_ci: list[float]
+    ci_level: float
+    p_value: float
+    q_value: float
+    t_statistic: float
+    t_p_value: float
+    mean_a: float
+    mean_b: float
+    chexzero_auroc: float | None
+    iteration: int
+    origin: str
+    histogram: Histogram
+    scores: dict[str, list[float]] | None
+    most_a_like: list[ImageScore]
+    least_a_like: list[ImageScore]
+    searches: list[VisualSearch] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProposalRound:
+    round: int
+    sample_a: list[str]
+    sample_b: list[str]
+    grid_a: str
+    grid_b: str
+    proposed: list[str]
+
+
+@dataclass
+class IterationResult:
+    index: int
+    feedback: list[RankedBrief] = field(default_factory=list)
+    searches: list[VisualSearch] = field(default_factory=list)
+    rounds: list[ProposalRound] = field(default_factory=list)
+    deduplicated: list[str] = field(default_factory=list)
+    ranked: list[RankedBrief] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+
+
+@dataclass
+class AnalysisResult:
+    config: dict[str, Any]
+    proposer: str = ""
+    embedding_model: str = ""
+    ranked_images: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
+    ranked_uris: dict[str, list[str]] = field(default_factory=lambda: {"a": [], "b": []})
+    findings: list[FindingResult] = field(default_factory=list)
+    iterations: list[IterationResult] = field(default_factory=list)
+    evaluation: Evaluation | None = None
+    samples: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {"a": [], "b": []})
+    notes: list[str] = field(default_factory=list)
+    cache: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, **_rounded(asdict(self))}
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 6 places (scores are float32 at best); keeps the JSON small and stable."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value

@@ -1,0 +1,20 @@
+"""The production runner: this issue's RadDiff agent over the configured models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raddiff_orchestrator.agent.pipeline import Models, PipelineOptions, build_pipeline
+from raddiff_orchestrator.agent.ports import Progress
+from raddiff_orchestrator.agent.task import AnalysisTask
+
+
+class AgentRunner:
+    def __init__(self, models: Models, options: PipelineOptions) -> None:
+        self.models = models
+        self.options = options
+
+    async def __call__(self, task: AnalysisTask, progress: Progress) -> dict[str, Any]:
+        pipeline = build_pipeline(task.config, self.models, self.options)
+        state = await pipeline.run(task, progress)
+        return state.result()

@@ -1,0 +1,11 @@
+from raddiff_kit.server import main as serve
+
+from raddiff_evaluator.app import build_app
+
+
+def main() -> None:
+    serve(build_app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""RadDiff's localize service: image grids, zoom crops and one box per finding."""

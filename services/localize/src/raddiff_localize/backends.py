@@ -1,0 +1,192 @@
+"""Localize backends: one normalised box per finding.
+
+Only the "llm" backend exists now: it draws sets A and B as one grid, asks
+the LLM proxy for a box per finding under a JSON schema, and repairs what
+comes back within a bound. Issue 4 adds a VLM-grounding backend and a
+model-based one (patch-level similarity from the embedding service) beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+
+import grpc
+from raddiff.v1 import common_pb2, llm_pb2, llm_pb2_grpc
+from raddiff_kit.client import ServiceClient, open_channel
+from raddiff_kit.deadlines import Deadline, run_blocking
+from raddiff_kit.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    ResourceExhausted,
+    ServiceError,
+    Unavailable,
+)
+
+from raddiff_localize.boxes import ParsedAnswer, box_schema, finding_label, parse_answer
+from raddiff_localize.engine import GRID_LAYOUT, WHOLE_IMAGE, GridEngine, NormBox, Ref, RenderedGrid
+
+
+@dataclass
+class LocalizeJob:
+    set_a: list[Ref]
+    set_b: list[Ref]
+    findings: list[str]
+
+
+@dataclass
+class Localization:
+    boxes: list[NormBox]
+    repairs: list[str] = field(default_factory=list)
+
+
+class LocalizeBackend(ABC):
+    name: str
+
+    async def start(self) -> None:  # noqa: B027 - an optional hook
+        """Open what the backend needs (channels, models) before the server takes calls."""
+
+    async def stop(self) -> None:  # noqa: B027 - an optional hook
+        """Release it after the drain."""
+
+    @abstractmethod
+    async def localize(self, job: LocalizeJob, deadline: Deadline) -> Localization:
+        """Exactly one box per finding, in order; every repair made along the way listed."""
+
+
+LLM_SERVICE = "raddiff.v1.LLMProxyService"
+SYSTEM_PROMPT = (
+    "You are a radiologist localising findings on chest X-rays. "
+    "Answer only with JSON that matches the given schema."
+)
+
+_PROXY_ERRORS: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+
+def localize_prompt(findings: list[str], grid: RenderedGrid) -> str:
+    counts = Counter(p.group for p in grid.placements)
+    cols = grid.layout.cols
+    listed = "\n".join(f"{i + 1}. {finding}" for i, finding in enumerate(findings))
+    return (
+        f"The image is a grid of chest X-rays, {cols} per row, each letterboxed on black. "
+        f"The top block ({counts['A']} images) is set A; below a white band, the bottom block "
+        f"({counts['B']} images) is set B.\n"
+        "Each finding below describes how set A differs from set B. For each finding, give one box where it shows, "
+        "in coordinates normalised to a single X-ray (not the grid, not the black padding): x0, y0 at the top left "
+        "and x1, y1 at the bottom right, each from 0 to 1, with x0 < x1 and y0 < y1.\n"
+        f'Answer {{"boxes": [...]}} with exactly {len(findings)} boxes, in the order of the findings, '
+        "each repeating its finding.\n"
+        f"Findings:\n{listed}"
+    )
+
+
+class LLMBackend(LocalizeBackend):
+    name = "llm"
+
+    def __init__(self, grids: GridEngine, target: str, model: str, timeout_s: float, retries: int) -> None:
+        self._grids = grids
+        self._target = target
+        self._client: ServiceClient | None = None
+        self._model = model
+        self._timeout_s = timeout_s
+        self._attempts = retries + 1
+
+    async def start(self) -> None:
+        if self._target:
+            channel = open_channel(self._target, LLM_SERVICE)
+            self._client = ServiceClient(channel, llm_pb2_grpc.LLMProxyServiceStub(channel), self._timeout_s)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def localize(self, job: LocalizeJob, deadline: Deadline) -> Localization:
+        client = self._client
+        if client is None:
+            raise FailedPrecondition("no LLM proxy is configured for the llm backend: set RADDIFF_LLM_TARGET")
+        grid = await run_blocking(deadline, self._grids.grid, job.set_a, job.set_b, GRID_LAYOUT)
+        findings = job.findings
+        messages = [
+            _message("system", SYSTEM_PROMPT),
+            llm_pb2.ChatMessage(
+                role="user",
+                content=[
+                    llm_pb2.ContentPart(text=localize_prompt(findings, grid)),
+                    llm_pb2.ContentPart(image=common_pb2.ImageRef(uri=grid.image.uri, sha256=grid.image.sha256)),
+                ],
+            ),
+        ]
+        schema = json.dumps(box_schema(len(findings)))
+        repairs: list[str] = []
+        last_parsed: ParsedAnswer | None = None
+        for attempt in range(1, self._attempts + 1):
+            text = await self._chat(client, messages, schema, len(findings), deadline)
+            answer = parse_answer(text, findings)
+            if answer.problem is None:
+                return Localization([b for b in answer.boxes if b is not None], repairs + answer.repairs)
+            last = attempt == self._attempts
+            repairs.append(f"attempt {attempt}: {answer.problem}; {'gave up' if last else 'asked again'}")
+            if answer.boxes:
+                last_parsed = answer
+            messages += [
+                _message("assistant", text),
+                _message(
+                    "user",
+                    f"That answer cannot be used: {answer.problem}. Answer again with exactly {len(findings)} boxes, "
+                    "as JSON that matches the schema.",
+                ),
+            ]
+        return _fall_back(last_parsed, findings, repairs, self._attempts)
+
+    async def _chat(
+        self, client: ServiceClient, messages: list[llm_pb2.ChatMessage], schema: str, count: int, deadline: Deadline
+    ) -> str:
+        remaining = deadline.remaining()
+        timeout = self._timeout_s if remaining is None else min(self._timeout_s, remaining)
+        if timeout <= 0:
+            raise DeadlineExceeded("the caller's deadline passed before the LLM answered")
+        request = llm_pb2.ChatRequest(
+            model=self._model,
+            messages=messages,
+            json_schema=schema,
+            sampling=common_pb2.SamplingParams(max_tokens=200 + 80 * count, temperature=0.0),
+        )
+        try:
+            response = await client.call("Chat", request, timeout_s=timeout)
+        except grpc.aio.AioRpcError as exc:
+            error = _PROXY_ERRORS.get(exc.code(), ServiceError)
+            raise error(f"the LLM proxy answered {exc.code().name}: {exc.details()}") from None
+        return response.text
+
+
+def _fall_back(
+    parsed: ParsedAnswer | None, findings: list[str], repairs: list[str], attempts: int
+) -> Localization:
+    """The usable boxes of the last parseable answer, and the whole image for every finding without one."""
+    entries = parsed.boxes if parsed else []
+    if parsed:
+        repairs += parsed.repairs
+        if len(entries) > len(findings):
+            repairs.append(f"ignored {len(entries) - len(findings)} boxes beyond the {len(findings)} findings")
+    boxes = []
+    for index in range(len(findings)):
+        box = entries[index] if index < len(entries) else None
+        if box is None:
+            repairs.append(
+                f"{finding_label(index, findings)}: no usable box after {attempts} attempts; using the whole image"
+            )
+            box = WHOLE_IMAGE
+        boxes.append(box)
+    return Localization(boxes, repairs)
+
+
+def _message(role: str, text: str) -> llm_pb2.ChatMessage:
+    return llm_pb2.ChatMessage(role=role, content=[llm_pb2.ContentPart(text=text)])

@@ -1,0 +1,1 @@
+"""RadDiff's vision-language model service (the CheXagent role)."""

@@ -1,0 +1,38 @@
+"""build_app(): the VLM service wired to its engine."""
+
+from __future__ import annotations
+
+from raddiff.v1 import vlm_pb2, vlm_pb2_grpc
+from raddiff_kit.errors import ServiceError
+from raddiff_kit.images import ImageStore
+from raddiff_kit.server import Registration, ServiceApp
+from raddiff_kit.settings import SharedSettings, load_settings
+
+from raddiff_vlm.engine import create_engine
+from raddiff_vlm.servicer import VLMServicer
+from raddiff_vlm.settings import VLMSettings
+
+SERVICE_FULL_NAME = vlm_pb2.DESCRIPTOR.services_by_name["VLMService"].full_name
+
+
+def build_app(settings: VLMSettings | None = None, shared: SharedSettings | None = None) -> ServiceApp:
+    settings = settings or load_settings(VLMSettings)
+    shared = shared or load_settings(SharedSettings)
+    engine = create_engine(settings, shared)
+    images = ImageStore(shared.root_paths(), shared.scratch_dir)
+
+    async def start_engine() -> None:
+        try:
+            await engine.start()
+        except ServiceError as exc:  # a configuration problem: say what, and exit
+            raise SystemExit(f"raddiff-vlm cannot start: {exc.message}") from None
+
+    return ServiceApp(
+        name="vlm",
+        settings=settings,
+        registrations=[
+            Registration(VLMServicer(engine, images), vlm_pb2_grpc.add_VLMServiceServicer_to_server, SERVICE_FULL_NAME)
+        ],
+        on_start=start_engine,
+        on_stop=engine.stop,
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from raddiff_synth.cli import main
+
+sys.exit(main())

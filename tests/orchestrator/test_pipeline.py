@@ -1,0 +1,138 @@
+"""The pipeline's own logic, with steps that are not models: order, progress, cancellation at the
+next step, seeded samples, Acc@k, the checks on vectors a service returns, and proposer choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from raddiff_orchestrator.agent.pipeline import Models, Pipeline, PipelineOptions, build_pipeline, choose_proposer
+from raddiff_orchestrator.agent.ports import AnalysisCancelled, DependencyError, NotConfigured
+from raddiff_orchestrator.agent.proposers import ContrastProposer, Evidence, FallbackProposer, LLMProposer
+from raddiff_orchestrator.agent.steps import (
+    AnalysisState,
+    JudgeFindings,
+    RankedFinding,
+    StageReport,
+    accuracy_at,
+    seeded_sample,
+    unit_rows,
+)
+from raddiff_orchestrator.agent.task import AgentConfig, AnalysisTask, GroundTruth, ImageSet
+
+TASK = AnalysisTask(ImageSet("A", [f"file:///a{i}.png" for i in range(9)]), ImageSet("B", ["file:///b.png"]))
+
+
+class RecordingStep:
+    def __init__(self, stage: str, weight: float, log: list[str]) -> None:
+        self.stage, self.weight, self.log = stage, weight, log
+
+    async def run(self, state: AnalysisState, report: StageReport) -> None:
+        self.log.append(self.stage)
+        await report(0.5)
+        await report(7.0)  # out-of-range fractions are clamped
+
+
+async def test_steps_run_in_order_with_weighted_progress() -> None:
+    log: list[str] = []
+    seen: list[tuple[str, float]] = []
+
+    async def progress(stage: str, fraction: float) -> None:
+        seen.append((stage, round(fraction, 6)))
+
+    await Pipeline([RecordingStep("one", 1, log), RecordingStep("two", 3, log)]).run(TASK, progress)
+    assert log == ["one", "two"]
+    assert seen == [
+        ("one", 0.0), ("one", 0.125), ("one", 0.25),
+        ("two", 0.25), ("two", 0.625), ("two", 1.0),
+        ("done", 1.0),
+    ]  # fmt: skip
+
+
+async def test_a_cancel_stops_the_run_before_its_next_step() -> None:
+    log: list[str] = []
+
+    async def progress(stage: str, fraction: float) -> None:
+        if stage == "two":
+            raise AnalysisCancelled("cancelled")
+
+    with pytest.raises(AnalysisCancelled):
+        await Pipeline([RecordingStep("one", 1, log), RecordingStep("two", 1, log)]).run(TASK, progress)
+    assert log == ["one"]
+
+
+def test_seeded_samples_repeat_and_cover_small_sets() -> None:
+    uris = [f"u{i}" for i in range(50)]
+    first = seeded_sample(uris, 10, "1:caption:a")
+    assert first == seeded_sample(uris, 10, "1:caption:a") and len(set(first)) == 10
+    assert first != seeded_sample(uris, 10, "2:caption:a")
+    assert seeded_sample(uris[:3], 10, "1:caption:a") == ["u0", "u1", "u2"]
+
+
+def test_accuracy_at_k_is_the_best_of_the_top_k_over_two() -> None:
+    assert accuracy_at([0, 1, 2, 0], 1) == 0.0
+    assert accuracy_at([0, 1, 2, 0], 5) == 1.0
+    assert accuracy_at([1, 0, 0, 0, 0, 2], 5) == 0.5  # the 2 is sixth
+    assert accuracy_at([], 5) == 0.0
+
+
+def test_vectors_from_a_service_are_checked_and_normalised() -> None:
+    rows = unit_rows(np.array([[3.0, 4.0], [0.0, 2.0]]), 2, "image")
+    assert rows.tolist() == [[0.6, 0.8], [0.0, 1.0]]
+    with pytest.raises(DependencyError, match=r"returned \(1, 2\) for 2 images"):
+        unit_rows(np.array([[1.0, 0.0]]), 2, "image")
+    with pytest.raises(DependencyError, match="zero or non-finite text vector"):
+        unit_rows(np.array([[0.0, 0.0]]), 1, "text")
+
+
+async def test_ground_truth_without_an_evaluator_is_noted_not_failed() -> None:
+    task = AnalysisTask(TASK.set_a, TASK.set_b, ground_truth=GroundTruth("effusion", "normal"))
+    state = AnalysisState(task, ranked=[RankedFinding("effusion", 0.9, 0.3, 0.1)])
+
+    async def report(fraction: float) -> None:
+        return None
+
+    await JudgeFindings(None).run(state, report)
+    assert state.evaluation is None and "RADDIFF_EVALUATOR_TARGET" in state.notes[0]
+    empty = AnalysisState(task)
+    await JudgeFindings(None).run(empty, report)
+    assert empty.evaluation is not None and empty.evaluation.acc_at_1 == 0.0  # no findings: nothing is right
+
+
+def test_proposer_choice_and_missing_models() -> None:
+    chat = object()
+    assert isinstance(choose_proposer(AgentConfig(proposer="auto"), None), ContrastProposer)
+    assert isinstance(choose_proposer(AgentConfig(proposer="auto"), chat), FallbackProposer)  # type: ignore[arg-type]
+    assert isinstance(choose_proposer(AgentConfig(proposer="llm"), chat), LLMProposer)  # type: ignore[arg-type]
+    assert isinstance(choose_proposer(AgentConfig(proposer="offline"), chat), ContrastProposer)  # type: ignore[arg-type]
+    with pytest.raises(DependencyError, match="RADDIFF_LLM_TARGET"):
+        choose_proposer(AgentConfig(proposer="llm"), None)
+    with pytest.raises(DependencyError, match="RADDIFF_VLM_TARGET"):
+        build_pipeline(AgentConfig(), Models(), PipelineOptions())
+
+
+class _ProxyWithoutUpstream:
+    """The LLM proxy's real answer when no upstream is configured: FAILED_PRECONDITION."""
+
+    calls = 0
+
+    async def chat(self, *args: object, **kwargs: object) -> str:
+        self.calls += 1
+        raise NotConfigured("LLMProxyService Chat failed: FAILED_PRECONDITION: no LLM upstream configured")
+
+
+async def test_auto_proposer_falls_back_to_offline_when_the_llm_has_no_upstream() -> None:
+    chat = _ProxyWithoutUpstream()
+    proposer = choose_proposer(AgentConfig(proposer="auto"), chat)  # type: ignore[arg-type]
+    a = [Evidence("file:///a.png", "moderate right pleural effusion. heart size normal.")] * 6
+    b = [Evidence("file:///b.png", "no pleural effusion. heart size normal.")] * 6
+    findings = await proposer.propose(a, b, AgentConfig(proposer="auto"))
+    assert chat.calls == 1
+    assert proposer.name == "offline" and "not available" in proposer.note
+    assert any("effusion" in f for f in findings)
+
+
+def test_a_task_survives_its_json_round_trip() -> None:
+    task = AnalysisTask(
+        TASK.set_a, TASK.set_b, AgentConfig(seed=4), {"file:///a0.png": "effusion"}, GroundTruth("a", "b")
+    )
+    assert AnalysisTask.from_json(task.to_json()) == task

@@ -1,0 +1,175 @@
+"""Proposers: the offline phrase contrast on hand-written and on real radiology reports, and the
+LLM proposer's request shape and error paths (the LLM stands for an external paid API here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import tarfile
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from raddiff_orchestrator.agent.ports import ChatMessage, DependencyError, Sampling
+from raddiff_orchestrator.agent.proposers import (
+    ContrastProposer,
+    Evidence,
+    LLMProposer,
+    contrast_phrases,
+    parse_findings,
+    phrases,
+    singular,
+)
+from raddiff_orchestrator.agent.task import AgentConfig
+
+
+def test_negated_findings_are_not_phrases() -> None:
+    found = set(phrases("Small right pleural effusion, no pneumothorax or focal consolidation. Heart is enlarged."))
+    assert "small right pleural effusion" in found and "pleural effusion" in found
+    assert "heart is enlarged" in found
+    assert not any("pneumothorax" in p or "consolidation" in p for p in found)
+    assert not set(phrases("The left effusion has resolved."))  # a trailing cue negates the sentence
+    assert not any("effusion" in p for p in phrases("There is no evidence of pleural effusion."))
+
+
+def test_phrases_name_a_finding_and_fold_plurals() -> None:
+    found = set(phrases("Bilateral pleural effusions. Patchy opacities in the right lower lobe."))
+    assert "bilateral pleural effusion" in found and "opacity" in found
+    # side, size and anatomy words alone, or phrases bounded by stop words, are not findings
+    assert not {"bilateral", "pleural", "right lower", "the right", "lobe"} & found
+    assert singular("opacities") == "opacity" and singular("atelectasis") == "atelectasis"
+
+
+def test_contrast_shares_are_document_frequencies() -> None:
+    a = ["Pleural effusion. Pleural effusion again.", "Large pleural effusion.", "Clear lungs."]
+    b = ["Clear lungs.", "Pleural effusion.", "Clear lungs.", "Clear lungs."]
+    rows = {r.phrase: r for r in contrast_phrases(a, b)}
+    assert rows["pleural effusion"].share_a == pytest.approx(2 / 3)  # counted once per document
+    assert rows["pleural effusion"].share_b == pytest.approx(1 / 4)
+    assert rows["clear lung"].separation == pytest.approx(1 / 3 - 3 / 4)
+
+
+def test_offline_proposer_keeps_what_separates_and_prefers_the_specific_phrase() -> None:
+    a = [
+        "There is a large left pleural effusion. The heart size is normal.",
+        "Moderate right pleural effusion with adjacent atelectasis. Heart size is normal.",
+        "Small bilateral pleural effusions. Heart size is normal.",
+        "Pleural effusion on the left. Heart size is normal.",
+        "Left pleural effusion and basilar atelectasis. Heart size is normal.",
+    ]
+    b = [
+        "Heart size is normal. No pleural effusion.",
+        "The lungs are clear. Heart size is normal.",
+        "Heart size is normal. Lungs are clear without effusion.",
+        "No acute disease. Heart size is normal.",
+    ]
+    chosen = ContrastProposer().select(a, b, limit=5)
+    assert chosen[0].phrase == "pleural effusion"  # preferred to "effusion", which separates no better
+    assert chosen[0].share_a == 1.0 and chosen[0].share_b == 0.0
+    names = [c.phrase for c in chosen]
+    assert "atelectasis" in names
+    assert not any("heart size" in n for n in names)  # in both sets: separates nothing
+    assert len(names) == len(set(names))
+    assert not any(x != y and f" {x} " in f" {y} " for x in names for y in names)  # no phrase inside another
+
+
+def test_offline_proposer_finds_nothing_when_nothing_separates() -> None:
+    same = ["Heart size is normal. Lungs are clear."] * 4
+    assert ContrastProposer().select(same, same, limit=10) == []
+
+
+# -- real reports (Indiana University / OpenI, inside torchxrayvision's wheel) -------------------
+def _reports_by_tag() -> dict[str, list[str]]:
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("torchxrayvision (the IU reports) is not installed")
+    archive = Path(spec.submodule_search_locations[0]) / "data" / "NLMCXR_reports.tgz"
+    by_tag: dict[str, list[str]] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                continue
+            root = ET.fromstring(tar.extractfile(member).read())  # type: ignore[union-attr]
+            sections = {a.get("Label"): (a.text or "") for a in root.iter("AbstractText")}
+            text = f"{sections.get('FINDINGS', '')} {sections.get('IMPRESSION', '')}".strip()
+            for tag in {(m.text or "").split("/")[0].lower() for m in root.iter("major")}:
+                by_tag.setdefault(tag, []).append(text)
+    return by_tag
+
+
+@pytest.fixture(scope="module")
+def real_reports() -> dict[str, list[str]]:
+    return _reports_by_tag()
+
+
+@pytest.mark.parametrize(
+    "tag, expected",
+    [("pleural effusion", "pleural effusion"), ("cardiomegaly", "cardiomegaly")],
+)
+def test_offline_proposer_on_real_reports(real_reports: dict[str, list[str]], tag: str, expected: str) -> None:
+    a = random.Random(0).sample(real_reports[tag], 20)
+    b = random.Random(1).sample(real_reports["normal"], 20)
+    chosen = ContrastProposer().select(a, b, limit=10)
+    assert chosen[0].phrase == expected
+    assert chosen[0].share_a >= 0.75 and chosen[0].share_b <= 0.05
+    # and the other way round, the finding is not proposed as more common in the normal set
+    assert not any(expected in c.phrase for c in ContrastProposer().select(b, a, limit=10))
+
+
+# -- the LLM proposer -------------------------------------------------------------------------
+class ScriptedChat:
+    """An OpenAI-compatible API stand-in for request shapes and error paths: answers from a list."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.requests: list[tuple[list[ChatMessage], dict[str, Any] | None, Sampling]] = []
+
+    async def chat(
+        self, messages: Sequence[ChatMessage], json_schema: dict[str, Any] | None, sampling: Sampling
+    ) -> str:
+        self.requests.append((list(messages), json_schema, sampling))
+        return self.answers.pop(0)
+
+
+EVIDENCE_A = [Evidence("file:///a1.png", "Opacity at the right base.", "Right lower lobe pneumonia.")]
+EVIDENCE_B = [Evidence("file:///b1.png", "Clear lungs.")]
+
+
+async def test_llm_request_carries_every_caption_report_and_the_schema() -> None:
+    chat = ScriptedChat([json.dumps({"findings": ["right lower lobe consolidation", "air bronchograms"]})])
+    config = AgentConfig(min_findings=5, max_findings=8, seed=3)
+    found = await LLMProposer(chat).propose(EVIDENCE_A, EVIDENCE_B, config)
+    assert found == ["right lower lobe consolidation", "air bronchograms"]
+    messages, schema, sampling = chat.requests[0]
+    assert [m.role for m in messages] == ["system", "user"]
+    prompt = messages[1].text
+    for text in ("Opacity at the right base.", "Right lower lobe pneumonia.", "Clear lungs.", "5 to 8"):
+        assert text in prompt
+    assert schema is not None
+    assert schema["properties"]["findings"]["minItems"] == 5 and schema["properties"]["findings"]["maxItems"] == 8
+    assert sampling.seed == 3 and sampling.temperature == 0.0
+
+
+async def test_llm_unusable_answer_is_retried_with_the_reason() -> None:
+    fenced = '```json\n{"findings": ["Effusion", "effusion ", ""]}\n```'
+    chat = ScriptedChat(["Here are the findings: effusion", fenced])
+    found = await LLMProposer(chat).propose(EVIDENCE_A, EVIDENCE_B, AgentConfig())
+    assert found == ["Effusion"]  # fenced JSON accepted; blanks and case-duplicates dropped
+    retry_messages = chat.requests[1][0]
+    assert retry_messages[-2].role == "assistant" and "not JSON" in retry_messages[-1].text
+
+
+async def test_llm_that_never_answers_usably_fails_with_a_clear_error() -> None:
+    chat = ScriptedChat(['{"answer": []}', '{"findings": []}'])
+    with pytest.raises(DependencyError, match="no usable findings after 2 attempts: the answer lists no findings"):
+        await LLMProposer(chat).propose(EVIDENCE_A, EVIDENCE_B, AgentConfig())
+
+
+def test_parse_findings_limits_and_cleans() -> None:
+    text = json.dumps({"findings": ["  a   b ", "c.", 7, "A B", "d", "e"]})
+    assert parse_findings(text, limit=3) == ["a b", "c", "d"]
+    with pytest.raises(ValueError, match='"findings" list'):
+        parse_findings("[1, 2]", limit=3)
