@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from raddiff_kit import localstack
 
 BIN = Path(sys.executable).parent

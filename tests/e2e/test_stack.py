@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from raddiff_kit import localstack
 
+from raddiff_kit import localstack
 from tests.e2e.conftest import Stack, http_json, wait_finished
 
 pytestmark = pytest.mark.slow

@@ -29,7 +29,7 @@ class ProbeServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
         self.release = asyncio.Event()
         self.finished = 0
 
-    async def Judge(self, request: evaluator_pb2.JudgeRequest, context: grpc.aio.ServicerContext):  # noqa: N802
+    async def Judge(self, request: evaluator_pb2.JudgeRequest, context: grpc.aio.ServicerContext):
         what = request.predictions[0] if request.predictions else ""
         if what == "invalid":
             raise InvalidArgument("prediction 0 is invalid")
