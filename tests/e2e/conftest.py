@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -49,20 +47,6 @@ class Stack:
         localstack.wait_ready(self.run_dir, self.envs, 180, only=[name])
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def _free_base_port() -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000, 10)
-        ports = [base + p.port_offset for p in localstack.PROCESSES] + [base + 1000 + i for i in range(6)]
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range found")
-
-
 def _model_dir(tmp: Path) -> Path:
     """The repo's model cache when `make models` built it, else fresh small checkpoints in tmp."""
     cached = Path(os.environ.get("RADDIFF_MODEL_DIR", Path(__file__).resolve().parents[2] / ".models"))
@@ -84,7 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         check=True, capture_output=True,
     )
     run_dir = root / "run"
-    envs = localstack.stack_env(run_dir, [data_dir], _model_dir(root / "models"), _free_base_port())
+    envs = localstack.stack_env(run_dir, [data_dir], _model_dir(root / "models"), localstack.free_base_port())
     began = time.monotonic()
     localstack.start(run_dir, envs, TEST_ENV)
     try:

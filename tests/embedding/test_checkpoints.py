@@ -11,6 +11,7 @@ import open_clip
 import pytest
 import torch
 from open_clip.model import CLIP
+
 from raddiff.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from raddiff_embedding.app import SERVICE, build_app
 from raddiff_embedding.checkpoints import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, main
@@ -20,7 +21,6 @@ from raddiff_embedding.settings import EmbeddingSettings
 from raddiff_kit.client import open_channel
 from raddiff_kit.images import ImageStore
 from raddiff_kit.settings import SharedSettings
-
 from tests.embedding.conftest import DataDirs, xray_like
 
 TEXTS = ["no acute cardiopulmonary process", "moderate right pleural effusion"]

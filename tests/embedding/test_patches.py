@@ -10,11 +10,11 @@ import pytest
 import torch
 from open_clip.transformer import VisionTransformer
 from PIL import Image, ImageDraw
+
 from raddiff.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from raddiff_embedding.engine import OpenClipEngine, _patch_grid
 from raddiff_embedding.preprocess import build_preprocess, input_frame
 from raddiff_kit.images import ImageStore
-
 from tests.embedding.conftest import DataDirs
 
 Stub = embedding_pb2_grpc.EmbeddingServiceStub

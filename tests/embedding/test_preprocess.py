@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from raddiff_embedding.preprocess import CHEXZERO_MEAN, CHEXZERO_STD, build_preprocess, chexzero_pad
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -9,13 +9,13 @@ import grpc
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
+
 from raddiff.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from raddiff_embedding.app import build_app
 from raddiff_embedding.engine import OpenClipEngine
 from raddiff_embedding.settings import EmbeddingSettings
 from raddiff_kit.images import ImageStore, sha256_file
 from raddiff_kit.settings import SharedSettings, load_settings
-
 from tests.embedding.conftest import DataDirs
 
 Stub = embedding_pb2_grpc.EmbeddingServiceStub

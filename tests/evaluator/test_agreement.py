@@ -9,8 +9,8 @@ Run with -s to see the figures."""
 from __future__ import annotations
 
 import pytest
-from raddiff_evaluator.agreement import cohen_kappa, exact_agreement, load_cases, report
 
+from raddiff_evaluator.agreement import cohen_kappa, exact_agreement, load_cases, report
 from tests.evaluator.conftest import Evaluator
 
 FLOORS = {"tune": (0.95, 0.90), "heldout": (0.85, 0.80)}

@@ -8,11 +8,11 @@ import json
 
 import grpc
 import pytest
+
 from raddiff_evaluator.llm_client import ProxyChatClient
 from raddiff_evaluator.llm_judge import ChatTurn, parse_answer
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import FailedPrecondition, Unavailable
-
 from tests.evaluator.conftest import Evaluator
 
 TRUTHS = ("NG tube in bronchus", "NG tube in stomach")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from raddiff_evaluator.findings import normalise, parse
 
+from raddiff_evaluator.findings import normalise, parse
 from tests.evaluator.conftest import Evaluator
 
 

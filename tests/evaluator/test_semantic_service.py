@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from raddiff_evaluator.engine import Judgement, Verdict, accuracy_at
 
+from raddiff_evaluator.engine import Judgement, Verdict, accuracy_at
 from tests.evaluator.conftest import Evaluator
 
 EFFUSION = ("moderate right pleural effusion", "no pleural effusion")

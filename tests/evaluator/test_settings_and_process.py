@@ -13,6 +13,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from raddiff.v1 import evaluator_pb2, evaluator_pb2_grpc
 from raddiff_evaluator.settings import EvaluatorSettings
 from raddiff_kit.settings import load_settings

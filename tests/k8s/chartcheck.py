@@ -369,9 +369,10 @@ def check_security(docs: list[Doc]) -> list[str]:
     return problems
 
 
-# Who may call each model service (RadDiff's design): only the orchestrator, and for the LLM proxy
-# also the two services that ask an LLM. Only the LLM proxy reaches outside the cluster.
-EXPECTED_CLIENTS = {
+# Who may call each model service when a caller's settings cannot be imported (RadDiff's design: the
+# orchestrator calls every service, localize and the evaluator also call the LLM proxy). Where they can,
+# the callers are exactly the processes whose settings read the service's RADDIFF_<X>_TARGET.
+DESIGN_CLIENTS = {
     "vlm": {"orchestrator"},
     "embedding": {"orchestrator"},
     "localize": {"orchestrator"},
@@ -380,6 +381,7 @@ EXPECTED_CLIENTS = {
 }
 OUTSIDE = {"llm-proxy"}
 COMPONENT = "app.kubernetes.io/component"
+_TARGET = re.compile(r"^RADDIFF_[A-Z]+_TARGET$")
 
 
 def _service_port(deployment: Doc) -> int:
@@ -391,15 +393,58 @@ def _covers(rule: Doc, port: int) -> bool:
     return not rule.get("ports") or any(p.get("port") == port for p in rule["ports"])
 
 
-def check_network(docs: list[Doc]) -> list[str]:
-    """NetworkPolicies isolate every pod both ways; the callers each model service admits on its service
-    port are exactly EXPECTED_CLIENTS; only the LLM proxy has egress beyond the release's pods and DNS."""
+def _target_components(docs: list[Doc]) -> dict[str, str]:
+    """RADDIFF_<X>_TARGET -> the component whose headless Service it names (from the shared ConfigMap)."""
+    services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
+    result = {}
+    for cm in by_kind(docs, "ConfigMap"):
+        for key, value in (cm.get("data") or {}).items():
+            match = re.match(r"^dns:///([^:/]+):\d+$", value) if _TARGET.match(key) else None
+            if match and match.group(1) in services:
+                result[key] = services[match.group(1)]["spec"]["selector"].get(COMPONENT, "")
+    return result
+
+
+def expected_clients(
+    docs: list[Doc], sources_for: Callable[[str], list[SettingsSource]]
+) -> tuple[dict[str, set[str]], list[str]]:
+    """component -> the components that read its target; falls back to DESIGN_CLIENTS per caller whose
+    settings cannot be imported (and says so)."""
+    targets = _target_components(docs)
+    clients: dict[str, set[str]] = {}
+    notes = []
+    for dep in by_kind(docs, "Deployment"):
+        caller = pod_labels(dep).get(COMPONENT, "")
+        try:
+            sources = sources_for(pod_spec(dep)["containers"][0]["command"][0])
+        except (LookupError, ImportError):
+            notes.append(caller)
+            for service, callers in DESIGN_CLIENTS.items():
+                if caller in callers:
+                    clients.setdefault(service, set()).add(caller)
+            continue
+        read = {n for s in sources for names in s.env_names().values() for n in names if _TARGET.match(n)}
+        for key in read & set(targets):
+            clients.setdefault(targets[key], set()).add(caller)
+    return clients, notes
+
+
+def check_network(docs: list[Doc], sources_for: Callable[[str], list[SettingsSource]] | None = None) -> list[str]:
+    """NetworkPolicies isolate every pod both ways; each model service admits on its service port exactly
+    the components that call it (whose settings read its target), and each of those may send to it; only
+    the LLM proxy has egress beyond the release's pods and DNS."""
     problems = []
     deployments = by_kind(docs, "Deployment")
     policies = by_kind(docs, "NetworkPolicy")
+    expected, _ = expected_clients(docs, sources_for or settings_of)
+    by_component = {pod_labels(d).get(COMPONENT, ""): d for d in deployments}
+
+    def policies_of(dep: Doc) -> list[Doc]:
+        return [p for p in policies if selector_matches(p["spec"]["podSelector"], pod_labels(dep))]
+
     for dep in deployments:
         component = pod_labels(dep).get(COMPONENT, "")
-        mine = [p for p in policies if selector_matches(p["spec"]["podSelector"], pod_labels(dep))]
+        mine = policies_of(dep)
         types = {t for p in mine for t in p["spec"].get("policyTypes", [])}
         if not {"Ingress", "Egress"} <= types:
             problems.append(f"{ident(dep)}: not isolated for both Ingress and Egress by a NetworkPolicy")
@@ -414,15 +459,13 @@ def check_network(docs: list[Doc]) -> list[str]:
             for peer in rule.get("from", []):
                 if "podSelector" in peer and "namespaceSelector" not in peer:
                     callers |= {
-                        pod_labels(d).get(COMPONENT, "?")
-                        for d in deployments
-                        if selector_matches(peer["podSelector"], pod_labels(d))
+                        c for c, d in by_component.items() if selector_matches(peer["podSelector"], pod_labels(d))
                     }
                 else:
                     callers.add("*")
-        if component in EXPECTED_CLIENTS and callers != EXPECTED_CLIENTS[component]:
+        if component in expected and callers != expected[component]:
             problems.append(
-                f"{ident(dep)}: port {port} admits {sorted(callers)}, expected {sorted(EXPECTED_CLIENTS[component])}"
+                f"{ident(dep)}: port {port} admits {sorted(callers)}; its callers are {sorted(expected[component])}"
             )
         for rule in (r for p in mine for r in p["spec"].get("egress", [])):
             dns_only = rule.get("ports") and all(p.get("port") == 53 for p in rule["ports"])
@@ -430,6 +473,24 @@ def check_network(docs: list[Doc]) -> list[str]:
             reaches_out = peers is None or any("ipBlock" in peer for peer in peers)
             if reaches_out and not dns_only and component not in OUTSIDE:
                 problems.append(f"{ident(dep)}: an egress rule reaches outside the cluster ({rule})")
+    for service, callers in expected.items():
+        if service not in by_component:
+            continue
+        server = by_component[service]
+        for caller in sorted(callers & set(by_component)):
+            egress = [r for p in policies_of(by_component[caller]) for r in p["spec"].get("egress", [])]
+            allowed = any(
+                _covers(rule, _service_port(server))
+                and any(
+                    "podSelector" in peer and selector_matches(peer["podSelector"], pod_labels(server))
+                    for peer in rule.get("to", [])
+                )
+                for rule in egress
+            )
+            if egress and not allowed:
+                problems.append(
+                    f"Deployment/{by_component[caller]['metadata']['name']}: no egress to {service}, which it calls"
+                )
     return problems
 
 
@@ -488,6 +549,7 @@ def settings_of(command: str) -> list[SettingsSource]:
     """The settings classes a console script's package reads: every BaseSettings subclass in
     <package>.settings, plus the kit's SharedSettings. Raises LookupError if the script is not installed."""
     from pydantic_settings import BaseSettings
+
     from raddiff_kit.settings import SharedSettings
 
     points = importlib.metadata.entry_points(group="console_scripts", name=command)

@@ -113,13 +113,41 @@ def test_autoscaler_check_reports_replicas_fixed_under_an_autoscaler(chart_copy)
 
 
 def test_network_check_reports_an_extra_caller_and_egress_outside() -> None:
-    problems = cc.check_network(
-        render_gpu(**{"vlm.clients": "{orchestrator,localize}", "localize.externalEgress": True})
-    )
+    pytest.importorskip("raddiff_evaluator.settings")
+    sets = {"vlm.clients": "{orchestrator,localize,evaluator}", "localize.externalEgress": True}
+    problems = cc.check_network(render_gpu(**sets))
+    # The evaluator's settings read no VLM target: it has no business reaching the VLM.
     assert (
-        "Deployment/raddiff-vlm: port 50051 admits ['localize', 'orchestrator'], expected ['orchestrator']" in problems
+        "Deployment/raddiff-vlm: port 50051 admits ['evaluator', 'localize', 'orchestrator']; "
+        "its callers are ['localize', 'orchestrator']" in problems
     )
     assert any(p.startswith("Deployment/raddiff-localize: an egress rule reaches outside") for p in problems)
+
+
+def test_network_check_reports_a_caller_the_policies_block() -> None:
+    pytest.importorskip("raddiff_evaluator.settings")
+    problems = cc.check_network(render_gpu(**{"llm-proxy.clients": "{orchestrator,localize}", "evaluator.calls": "{}"}))
+    # The evaluator reads RADDIFF_LLM_TARGET, so both the LLM proxy's ingress and its own egress must allow it.
+    assert (
+        "Deployment/raddiff-llm-proxy: port 50053 admits ['localize', 'orchestrator']; "
+        "its callers are ['evaluator', 'localize', 'orchestrator']" in problems
+    )
+    assert "Deployment/raddiff-evaluator: no egress to llm-proxy, which it calls" in problems
+
+
+def test_network_check_falls_back_to_the_design_without_a_callers_settings() -> None:
+    def missing(command: str) -> list:
+        raise LookupError(f"{command} is not an installed console script")
+
+    docs = render_gpu()
+    clients, unknown = cc.expected_clients(docs, missing)
+    assert clients == cc.DESIGN_CLIENTS and len(unknown) == 6
+    problems = cc.check_network(docs, sources_for=missing)
+    # The chart also lets localize reach the VLM and embedding services, which the bare design does not.
+    assert (
+        "Deployment/raddiff-vlm: port 50051 admits ['localize', 'orchestrator']; its callers are ['orchestrator']"
+        in problems
+    )
 
 
 def test_network_check_reports_a_pod_without_a_policy() -> None:

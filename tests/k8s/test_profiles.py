@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
+
 from raddiff_kit.grpc_options import service_config
 from raddiff_kit.metrics import INFLIGHT
-
 from tests.k8s import chartcheck as cc
 from tests.k8s.conftest import find
 

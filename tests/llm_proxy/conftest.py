@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
+
 from raddiff.v1 import llm_pb2_grpc
 from raddiff_kit.client import open_channel
 from raddiff_kit.settings import SharedSettings

@@ -11,8 +11,8 @@ import sys
 import grpc
 import pytest
 from prometheus_client import REGISTRY
-from raddiff.v1 import common_pb2, llm_pb2
 
+from raddiff.v1 import common_pb2, llm_pb2
 from tests.llm_proxy.conftest import Files, Reply, ScriptedUpstream, StartProxy, chest_picture, error_body
 
 SCHEMA = {

@@ -8,9 +8,9 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
+
 from raddiff.v1 import common_pb2, localize_pb2
 from raddiff_localize.engine import NormBox, cut_box
-
 from tests.localize.conftest import COLOURS, Data, Stack
 
 BLACK, WHITE = (0, 0, 0), (255, 255, 255)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from raddiff.v1 import localize_pb2, localize_pb2_grpc
 from raddiff_kit.client import open_channel
 from raddiff_kit.errors import FailedPrecondition, Unavailable
@@ -16,13 +17,12 @@ from raddiff_kit.settings import SharedSettings, load_settings
 from raddiff_localize.app import SERVICE, build_app
 from raddiff_localize.boxes import parse_answer
 from raddiff_localize.settings import LocalizeSettings
-
 from tests.localize.conftest import COLOURS, Data, Stack
 
 FINDINGS = ["left pleural effusion", "cardiomegaly"]
 
 
-def request(data: Data, findings: list[str] = FINDINGS, backend: str = "") -> localize_pb2.LocalizeRequest:
+def request(data: Data, findings: list[str] = FINDINGS, backend: str = "llm") -> localize_pb2.LocalizeRequest:
     return localize_pb2.LocalizeRequest(
         set_a=data.refs("wide0.png", "wide1.png", "wide2.png"),
         set_b=data.refs("wide3.png", "wide4.png"),
@@ -137,19 +137,26 @@ async def test_an_unavailable_proxy_is_unavailable(stack: Stack, data: Data) -> 
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE and "upstream is down" in error.value.details()
 
 
-async def test_without_a_proxy_target_localize_is_failed_precondition(data: Data) -> None:
+async def test_a_backend_without_its_service_target_is_failed_precondition(data: Data) -> None:
     shared = SharedSettings(data_roots=str(data.root), scratch_dir=data.scratch)
-    app = build_app(LocalizeSettings(llm_target="", metrics_port=0), shared)
+    app = build_app(LocalizeSettings(metrics_port=0), shared)  # no target of any service
     server, port = await app.start("127.0.0.1:0")
     channel = open_channel(f"127.0.0.1:{port}", SERVICE)
+    stub = localize_pb2_grpc.LocalizeServiceStub(channel)
+    errors = {}
     try:
-        with pytest.raises(grpc.aio.AioRpcError) as error:
-            await localize_pb2_grpc.LocalizeServiceStub(channel).Localize(request(data), timeout=10)
+        for backend in ("llm", "model", "vlm", ""):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.Localize(request(data, backend=backend), timeout=10)
+            errors[backend] = error.value
     finally:
         await channel.close()
         await server.stop(0)
-    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "set RADDIFF_LLM_TARGET" in error.value.details()
+    assert all(e.code() == grpc.StatusCode.FAILED_PRECONDITION for e in errors.values())
+    assert "set RADDIFF_LLM_TARGET" in errors["llm"].details()
+    assert "set RADDIFF_EMBEDDING_TARGET" in errors["model"].details()
+    assert "set RADDIFF_VLM_TARGET" in errors["vlm"].details()
+    assert errors[""].details() == errors["model"].details()  # the model backend is the default
 
 
 @pytest.mark.parametrize(
@@ -158,7 +165,7 @@ async def test_without_a_proxy_target_localize_is_failed_precondition(data: Data
         ({"findings": []}, "no findings given"),
         ({"findings": ["effusion", " "]}, "findings[1] is empty"),
         ({"findings": ["x"] * 21}, "21 findings in one call; the limit is 20"),
-        ({"backend": "vlm"}, "unknown backend 'vlm'; known: llm"),
+        ({"backend": "magic"}, "unknown backend 'magic'; known: llm, model, vlm"),
         ({"set_b": []}, "set_b is empty"),
     ],
 )
@@ -186,10 +193,16 @@ def test_settings_read_the_llm_target_without_the_service_prefix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("RADDIFF_LLM_TARGET", "dns:///raddiff-llm-proxy-headless:50053")
+    monkeypatch.setenv("RADDIFF_EMBEDDING_TARGET", "dns:///raddiff-embedding-headless:50052")
+    monkeypatch.setenv("RADDIFF_VLM_TARGET", "dns:///raddiff-vlm-headless:50051")
     monkeypatch.setenv("RADDIFF_LOCALIZE_LLM_RETRIES", "4")
+    monkeypatch.setenv("RADDIFF_LOCALIZE_MODEL_MIN_PEAK_T", "2.5")
     settings = load_settings(LocalizeSettings)
     assert settings.llm_target == "dns:///raddiff-llm-proxy-headless:50053" and settings.llm_retries == 4
+    assert settings.embedding_target == "dns:///raddiff-embedding-headless:50052"
+    assert settings.vlm_target == "dns:///raddiff-vlm-headless:50051"
+    assert settings.default_backend == "model" and settings.map_options().min_peak_t == 2.5
     assert (settings.grpc_port, settings.metrics_port) == (50054, 9104)
     monkeypatch.setenv("RADDIFF_LOCALIZE_DEFAULT_BACKEND", "magic")
-    with pytest.raises(SystemExit, match="'magic' is not one of llm"):
+    with pytest.raises(SystemExit, match="'magic' is not one of llm, model, vlm"):
         build_app(shared=SharedSettings(scratch_dir=tmp_path))

@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 from raddiff_kit.settings import SharedSettings
 from raddiff_orchestrator.agent.ports import Progress
 from raddiff_orchestrator.agent.task import AnalysisTask
 from raddiff_orchestrator.app import create_app
 from raddiff_orchestrator.settings import OrchestratorSettings, ServiceTargets
 from raddiff_orchestrator.store import AnalysisStore, metadata
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

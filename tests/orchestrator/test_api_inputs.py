@@ -36,10 +36,18 @@ def manifests(data: DataRoot) -> dict[str, Path]:
     (folder / "sets.csv").write_text("\n".join(rows) + "\n")
     (folder / "no-group.csv").write_text("path,label\n../a/a00.png,effusion\n")
     lines = [
-        {"set1": "effusion", "set2": "normal", "set1_images": [f"../a/{p.name}" for p in data.set_a],
-         "set2_images": [str(p) for p in data.set_b]},
-        {"set1": "normal", "set2": "effusion", "set1_images": [str(p) for p in data.set_b],
-         "set2_images": [str(p) for p in data.set_a]},
+        {
+            "set1": "effusion",
+            "set2": "normal",
+            "set1_images": [f"../a/{p.name}" for p in data.set_a],
+            "set2_images": [str(p) for p in data.set_b],
+        },
+        {
+            "set1": "normal",
+            "set2": "effusion",
+            "set1_images": [str(p) for p in data.set_b],
+            "set2_images": [str(p) for p in data.set_a],
+        },
     ]
     (folder / "bench.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     (folder / "broken.jsonl").write_text(json.dumps(lines[0]) + "\n{not json\n")
@@ -61,7 +69,9 @@ def test_sets_are_accepted_with_canonical_uris_and_reports(client: TestClient, d
     view = client.get(reply.json()["url"]).json()
     assert view["status"] == "queued" and view["stage"] == "queued" and view["progress"] == 0.0
     assert view["sets"] == {"a": {"name": "effusion", "images": 6}, "b": {"name": "normal", "images": 5}}
-    assert view["config"]["rank_cap"] == 500 and view["config"]["sample_size"] == 20
+    # RadDiff's defaults, with the images ranked resolved to this deployment's ceiling
+    assert view["config"]["ranker"]["max_num_samples"] == 500 and view["config"]["proposer"]["num_samples"] == 20
+    assert view["config"]["num_iterations"] == 2 and view["config"]["proposer"]["num_rounds"] == 3
     assert view["ground_truth"] is None and view["results"] is None and view["name"] == "first"
 
 
@@ -69,14 +79,14 @@ def test_csv_with_relative_paths_and_report_column(client: TestClient, manifests
     body = {
         "input": {"kind": "csv", "path": str(manifests["sets"]), "group_a": "effusion", "group_b": "normal"},
         "ground_truth": {"a": "pleural effusion", "b": "no findings"},
-        "config": {"sample_size": 3, "seed": 9, "rank_cap": 4},
+        "config": {"proposer": {"num_samples": 3}, "seed": 9, "ranker": {"max_num_samples": 4}},
     }
     reply = post(client, body)
     assert reply.status_code == 202, reply.text
     view = client.get(reply.json()["url"]).json()
     assert view["sets"]["a"] == {"name": "effusion", "images": 6}
     assert view["ground_truth"] == {"a": "pleural effusion", "b": "no findings"}
-    assert view["config"]["seed"] == 9 and view["config"]["rank_cap"] == 4
+    assert view["config"]["seed"] == 9 and view["config"]["ranker"]["max_num_samples"] == 4
 
 
 @pytest.mark.parametrize("choose", [{"pair_index": 1}, {"set1": "normal", "set2": "effusion"}])
@@ -104,7 +114,9 @@ BAD_CASES: dict[str, tuple[Any, int, str]] = {
     # name: (body builder, status, text the message must contain)
     "missing file": (lambda d, m: _sets(d, a=[str(d.root / "a" / "nope.png")]), 404, "does not exist"),
     "dotdot out of the root": (
-        lambda d, m: _sets(d, a=[f"{d.root}/../outside/secret00.png"]), 422, "outside the data roots"
+        lambda d, m: _sets(d, a=[f"{d.root}/../outside/secret00.png"]),
+        422,
+        "outside the data roots",
     ),
     "symlink out of the root": (lambda d, m: _sets(d, b=[str(d.root / "link-out.png")]), 422, "outside the data roots"),
     "not an image": (lambda d, m: _sets(d, a=[str(d.root / "notes.png")]), 422, "is not an image"),
@@ -160,15 +172,38 @@ BAD_CASES: dict[str, tuple[Any, int, str]] = {
     ),
     "unknown field": (lambda d, m: {**_sets(d), "colour": "blue"}, 422, "colour"),
     "unknown input kind": (lambda d, m: {"input": {"kind": "zip", "path": "/x"}}, 422, "kind"),
-    "rank cap over the ceiling": (lambda d, m: {**_sets(d), "config": {"rank_cap": 501}}, 422, "ceiling of 500"),
+    "rank cap over the ceiling": (
+        lambda d, m: {**_sets(d), "config": {"ranker": {"max_num_samples": 501}}},
+        422,
+        "ceiling of 500",
+    ),
+    "first-version rank cap over the ceiling": (
+        lambda d, m: {**_sets(d), "config": {"rank_cap": 501}},
+        422,
+        "max_num_samples 501",
+    ),
     "min over max findings": (
-        lambda d, m: {**_sets(d), "config": {"min_findings": 9, "max_findings": 5}}, 422, "min_findings"
+        lambda d, m: {**_sets(d), "config": {"min_findings": 9, "max_findings": 5}},
+        422,
+        "min_hypotheses",
+    ),
+    "unknown config key": (lambda d, m: {**_sets(d), "config": {"proposer": {"num_round": 2}}}, 422, "num_round"),
+    "bad config value": (lambda d, m: {**_sets(d), "config": {"num_iterations": 0}}, 422, "num_iterations"),
+    "unknown proposer method": (lambda d, m: {**_sets(d), "config": {"proposer": {"method": "magic"}}}, 422, "method"),
+    "llm dedup without an llm": (
+        lambda d, m: {**_sets(d), "config": {"proposer": {"method": "offline"}, "dedup": {"method": "llm"}}},
+        422,
+        "dedup.method is 'llm'",
     ),
     "report for an image in neither set": (
-        lambda d, m: {**_sets(d), "reports": {str(d.root / "extra" / "x00.png"): "x"}}, 422, "in neither set"
+        lambda d, m: {**_sets(d), "reports": {str(d.root / "extra" / "x00.png"): "x"}},
+        422,
+        "in neither set",
     ),
     "llm proposer without an llm": (
-        lambda d, m: {**_sets(d), "config": {"proposer": "llm"}}, 422, "RADDIFF_LLM_TARGET"
+        lambda d, m: {**_sets(d), "config": {"proposer": "llm"}},
+        422,
+        "RADDIFF_LLM_TARGET",
     ),
 }
 

@@ -10,11 +10,11 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from raddiff_orchestrator.agent.ports import DependencyError
-from raddiff_orchestrator.settings import ServiceTargets
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from raddiff_orchestrator.agent.ports import DependencyError
+from raddiff_orchestrator.settings import ServiceTargets
 from tests.orchestrator.conftest import DataRoot, GatedRunner, make_app, make_settings, sets_body, wait_for
 
 

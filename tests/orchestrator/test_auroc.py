@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from raddiff_orchestrator.agent.auroc import auroc, auroc_rows, average_ranks
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import grpc
 import pytest
 from PIL import Image
+
 from raddiff.v1 import llm_pb2, llm_pb2_grpc
 from raddiff_kit.images import ImageStore
 from raddiff_kit.server import Registration, ServiceApp
 from raddiff_kit.settings import ServiceSettings, SharedSettings
+from raddiff_orchestrator.agent.config import AgentConfig
 from raddiff_orchestrator.agent.ports import Box, ChatMessage, DependencyError, Sampling
-from raddiff_orchestrator.agent.proposers import Evidence, LLMProposer
-from raddiff_orchestrator.agent.task import AgentConfig
+from raddiff_orchestrator.agent.proposers import Evidence, LLMProposer, ProposalInput
 from raddiff_orchestrator.clients import GrpcChatModel, ServiceClients
 
 
@@ -80,10 +81,10 @@ async def test_the_llm_proposer_through_the_proxy(proxy: tuple[ScriptedProxy, st
         chat = clients.models().chat
         assert chat is not None
         a, b = [Evidence("file:///a.png", "opacity at the right base")], [Evidence("file:///b.png", "clear")]
-        found = await LLMProposer(chat).propose(a, b, AgentConfig())
+        found = await LLMProposer(chat, "visdiff").propose(ProposalInput(a, b), AgentConfig(), [])
     finally:
         await clients.close()
-    assert found == ["right pleural effusion", "basilar atelectasis"]
+    assert [f.text for f in found] == ["right pleural effusion", "basilar atelectasis"]
     assert len(servicer.requests[-1].messages) == 4  # the retry carries the bad answer and the reason
 
 

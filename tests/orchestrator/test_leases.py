@@ -8,11 +8,11 @@ import asyncio
 import threading
 import time
 
+from sqlalchemy import update
+
 from raddiff_orchestrator.agent.task import AnalysisTask, ImageSet
 from raddiff_orchestrator.store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, AnalysisStore, analyses
 from raddiff_orchestrator.worker import Worker, WorkerOptions
-from sqlalchemy import update
-
 from tests.orchestrator.conftest import GatedRunner
 
 

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from raddiff_orchestrator.agent.config import AgentConfig
+from raddiff_orchestrator.agent.embeddings import unit_rows
 from raddiff_orchestrator.agent.pipeline import Models, Pipeline, PipelineOptions, build_pipeline, choose_proposer
 from raddiff_orchestrator.agent.ports import AnalysisCancelled, DependencyError, NotConfigured
-from raddiff_orchestrator.agent.proposers import ContrastProposer, Evidence, FallbackProposer, LLMProposer
+from raddiff_orchestrator.agent.proposers import (
+    ContrastProposer,
+    Evidence,
+    FallbackProposer,
+    LLMProposer,
+    ProposalInput,
+)
 from raddiff_orchestrator.agent.steps import (
     AnalysisState,
+    IterationWork,
     JudgeFindings,
-    RankedFinding,
+    Scored,
     StageReport,
     accuracy_at,
     seeded_sample,
-    unit_rows,
 )
-from raddiff_orchestrator.agent.task import AgentConfig, AnalysisTask, GroundTruth, ImageSet
+from raddiff_orchestrator.agent.task import AnalysisTask, GroundTruth, ImageSet
 
 TASK = AnalysisTask(ImageSet("A", [f"file:///a{i}.png" for i in range(9)]), ImageSet("B", ["file:///b.png"]))
 
@@ -86,26 +95,34 @@ def test_vectors_from_a_service_are_checked_and_normalised() -> None:
 
 async def test_ground_truth_without_an_evaluator_is_noted_not_failed() -> None:
     task = AnalysisTask(TASK.set_a, TASK.set_b, ground_truth=GroundTruth("effusion", "normal"))
-    state = AnalysisState(task, ranked=[RankedFinding("effusion", 0.9, 0.3, 0.1)])
+    scored = Scored("effusion", np.array([0.3, 0.1]), 0.9, None, iteration=1)
+    state = AnalysisState(task, iterations=[IterationWork(1, ranking=[scored])])
 
     async def report(fraction: float) -> None:
         return None
 
     await JudgeFindings(None).run(state, report)
     assert state.evaluation is None and "RADDIFF_EVALUATOR_TARGET" in state.notes[0]
-    empty = AnalysisState(task)
+    empty = AnalysisState(task, iterations=[IterationWork(1)])
     await JudgeFindings(None).run(empty, report)
     assert empty.evaluation is not None and empty.evaluation.acc_at_1 == 0.0  # no findings: nothing is right
 
 
+def _config(method: str) -> AgentConfig:
+    return AgentConfig.model_validate({"proposer": {"method": method}})
+
+
 def test_proposer_choice_and_missing_models() -> None:
     chat = object()
-    assert isinstance(choose_proposer(AgentConfig(proposer="auto"), None), ContrastProposer)
-    assert isinstance(choose_proposer(AgentConfig(proposer="auto"), chat), FallbackProposer)  # type: ignore[arg-type]
-    assert isinstance(choose_proposer(AgentConfig(proposer="llm"), chat), LLMProposer)  # type: ignore[arg-type]
-    assert isinstance(choose_proposer(AgentConfig(proposer="offline"), chat), ContrastProposer)  # type: ignore[arg-type]
+    assert isinstance(choose_proposer(_config("auto"), None), ContrastProposer)
+    assert isinstance(choose_proposer(_config("auto"), chat), FallbackProposer)  # type: ignore[arg-type]
+    for method in ("raddiff", "visdiff", "reports"):
+        chosen = choose_proposer(_config(method), chat)  # type: ignore[arg-type]
+        assert isinstance(chosen, LLMProposer) and chosen.name == method
+    assert choose_proposer(_config("VLMANDLLMProposer"), chat).name == "raddiff"  # type: ignore[arg-type]
+    assert isinstance(choose_proposer(_config("offline"), chat), ContrastProposer)  # type: ignore[arg-type]
     with pytest.raises(DependencyError, match="RADDIFF_LLM_TARGET"):
-        choose_proposer(AgentConfig(proposer="llm"), None)
+        choose_proposer(_config("raddiff"), None)
     with pytest.raises(DependencyError, match="RADDIFF_VLM_TARGET"):
         build_pipeline(AgentConfig(), Models(), PipelineOptions())
 
@@ -122,17 +139,26 @@ class _ProxyWithoutUpstream:
 
 async def test_auto_proposer_falls_back_to_offline_when_the_llm_has_no_upstream() -> None:
     chat = _ProxyWithoutUpstream()
-    proposer = choose_proposer(AgentConfig(proposer="auto"), chat)  # type: ignore[arg-type]
+    proposer = choose_proposer(_config("auto"), chat)  # type: ignore[arg-type]
+    assert proposer.name == "raddiff" and proposer.uses_llm and proposer.needs_grids
     a = [Evidence("file:///a.png", "moderate right pleural effusion. heart size normal.")] * 6
     b = [Evidence("file:///b.png", "no pleural effusion. heart size normal.")] * 6
-    findings = await proposer.propose(a, b, AgentConfig(proposer="auto"))
+    notes: list[str] = []
+    findings = await proposer.propose(ProposalInput(a, b), _config("auto"), notes)
     assert chat.calls == 1
-    assert proposer.name == "offline" and "not available" in proposer.note
-    assert any("effusion" in f for f in findings)
+    assert proposer.name == "offline" and not proposer.uses_llm and "not available" in notes[0]
+    assert any("effusion" in f.text for f in findings)
+    # once fallen back, it stays on the offline proposer: the LLM is not asked again
+    await proposer.propose(ProposalInput(a, b), _config("auto"), notes)
+    assert chat.calls == 1 and len(notes) == 1
 
 
 def test_a_task_survives_its_json_round_trip() -> None:
     task = AnalysisTask(
-        TASK.set_a, TASK.set_b, AgentConfig(seed=4), {"file:///a0.png": "effusion"}, GroundTruth("a", "b")
+        TASK.set_a,
+        TASK.set_b,
+        AgentConfig.model_validate({"seed": 4, "proposer": {"num_rounds": 2}}),
+        {"file:///a0.png": "effusion"},
+        GroundTruth("a", "b"),
     )
     assert AnalysisTask.from_json(task.to_json()) == task

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from raddiff_orchestrator.agent.config import AgentConfig
 from raddiff_orchestrator.agent.ports import ChatMessage, DependencyError, Sampling
 from raddiff_orchestrator.agent.proposers import (
     ContrastProposer,
     Evidence,
     LLMProposer,
+    ProposalInput,
     contrast_phrases,
     parse_findings,
     phrases,
     singular,
 )
-from raddiff_orchestrator.agent.task import AgentConfig
 
 
 def test_negated_findings_are_not_phrases() -> None:
@@ -138,34 +140,56 @@ EVIDENCE_A = [Evidence("file:///a1.png", "Opacity at the right base.", "Right lo
 EVIDENCE_B = [Evidence("file:///b1.png", "Clear lungs.")]
 
 
-async def test_llm_request_carries_every_caption_report_and_the_schema() -> None:
-    chat = ScriptedChat([json.dumps({"findings": ["right lower lobe consolidation", "air bronchograms"]})])
-    config = AgentConfig(min_findings=5, max_findings=8, seed=3)
-    found = await LLMProposer(chat).propose(EVIDENCE_A, EVIDENCE_B, config)
-    assert found == ["right lower lobe consolidation", "air bronchograms"]
-    messages, schema, sampling = chat.requests[0]
-    assert [m.role for m in messages] == ["system", "user"]
-    prompt = messages[1].text
-    for text in ("Opacity at the right base.", "Right lower lobe pneumonia.", "Clear lungs.", "5 to 8"):
-        assert text in prompt
-    assert schema is not None
-    assert schema["properties"]["findings"]["minItems"] == 5 and schema["properties"]["findings"]["maxItems"] == 8
-    assert sampling.seed == 3 and sampling.temperature == 0.0
+GIVEN = ProposalInput(EVIDENCE_A, EVIDENCE_B, grid_a="scratch://a.png", grid_b="scratch://b.png")
+
+
+def _config(**proposer: Any) -> AgentConfig:
+    return AgentConfig.model_validate({"seed": 3, "proposer": proposer})
+
+
+async def test_each_llm_style_sends_what_its_method_reads() -> None:
+    answer = json.dumps({"findings": ["right lower lobe consolidation", "air bronchograms"]})
+    config = _config(min_hypotheses=5, num_hypotheses=8)
+    sent = {}
+    for style in ("visdiff", "raddiff", "reports"):
+        chat = ScriptedChat([answer])
+        found = await LLMProposer(chat, style).propose(GIVEN, config, [])
+        assert [f.text for f in found] == ["right lower lobe consolidation", "air bronchograms"]
+        messages, schema, sampling = chat.requests[0]
+        assert [m.role for m in messages] == ["system", "user"]
+        assert schema is not None and schema["properties"]["findings"]["minItems"] == 5
+        assert schema["properties"]["findings"]["maxItems"] == 8
+        assert sampling.seed == 3 and sampling.temperature == 0.0
+        assert "5 to 8" in messages[1].text
+        sent[style] = messages
+    # the VisDiff baseline: descriptions only, a general-domain prompt, no images
+    assert "Group A: Opacity at the right base.\nGroup B: Clear lungs." in sent["visdiff"][1].text
+    assert sent["visdiff"][1].images == () and "radiolog" not in sent["visdiff"][0].text.lower()
+    # RadDiff: the same descriptions plus the two grids, in a radiologist's words
+    assert "Group A: Opacity at the right base." in sent["raddiff"][1].text
+    assert sent["raddiff"][1].images == ("scratch://a.png", "scratch://b.png")
+    assert "radiologist" in sent["raddiff"][0].text
+    # the reports mode: the reports instead of the descriptions, and the grids
+    assert "Group A: Right lower lobe pneumonia." in sent["reports"][1].text
+    assert "Opacity at the right base." not in sent["reports"][1].text
+    assert sent["reports"][1].images == ("scratch://a.png", "scratch://b.png")
 
 
 async def test_llm_unusable_answer_is_retried_with_the_reason() -> None:
     fenced = '```json\n{"findings": ["Effusion", "effusion ", ""]}\n```'
     chat = ScriptedChat(["Here are the findings: effusion", fenced])
-    found = await LLMProposer(chat).propose(EVIDENCE_A, EVIDENCE_B, AgentConfig())
-    assert found == ["Effusion"]  # fenced JSON accepted; blanks and case-duplicates dropped
+    notes: list[str] = []
+    found = await LLMProposer(chat).propose(GIVEN, AgentConfig(), notes)
+    assert [f.text for f in found] == ["Effusion"]  # fenced JSON accepted; blanks and case-duplicates dropped
     retry_messages = chat.requests[1][0]
     assert retry_messages[-2].role == "assistant" and "not JSON" in retry_messages[-1].text
+    assert notes == ["raddiff proposer: answer 1 unusable (the answer is not JSON (Expecting value at position 0))"]
 
 
 async def test_llm_that_never_answers_usably_fails_with_a_clear_error() -> None:
     chat = ScriptedChat(['{"answer": []}', '{"findings": []}'])
     with pytest.raises(DependencyError, match="no usable findings after 2 attempts: the answer lists no findings"):
-        await LLMProposer(chat).propose(EVIDENCE_A, EVIDENCE_B, AgentConfig())
+        await LLMProposer(chat).propose(GIVEN, AgentConfig(), [])
 
 
 def test_parse_findings_limits_and_cleans() -> None:

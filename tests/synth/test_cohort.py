@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
 from raddiff_synth.cli import main
 from raddiff_synth.cohort import write_cohort
 from raddiff_synth.render import Generator

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from raddiff_synth.cli import main
 from raddiff_synth.openi import MIN_PER_SET, build_pairs, load_reports, report_texts
 

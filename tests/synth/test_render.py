@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.findings import LOBE_NAMES, Finding, SpecError
 from raddiff_synth.render import Generator, image_rng

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.findings import Finding
 from raddiff_synth.render import image_rng

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from raddiff_synth import layers as layers_module
 from raddiff_synth.cli import main
 from raddiff_synth.render import Generator

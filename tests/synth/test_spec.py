@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from raddiff_synth.cli import builtin_spec, main
 from raddiff_synth.findings import SpecError
 from raddiff_synth.seeds import BENCHMARK_SEEDS, TRAINING_SEEDS, benchmark_seed

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,6 +77,21 @@ def stack_env(run_dir: Path, data_roots: list[Path], model_dir: Path, base_port:
             env[f"{proc.prefix}STATE_DIR"] = str((run_dir / "orchestrator").resolve())
         envs[proc.name] = env
     return envs
+
+
+def free_base_port() -> int:
+    """A base port whose whole range (gRPC, metrics, REST) is free on loopback, for tests and benchmarks."""
+    for _ in range(50):
+        base = random.randrange(20000, 40000, 10)
+        ports = [base + p.port_offset for p in PROCESSES] + [base + 1000 + p.port_offset for p in PROCESSES]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range found on 127.0.0.1")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def orchestrator_port(base_port: int) -> int:

@@ -1,8 +1,9 @@
-"""raddiff-orchestrator [serve|worker|migrate]
+"""raddiff-orchestrator [serve|worker|migrate|analyze]
 
 serve    the REST API on RADDIFF_ORCH_PORT, with RADDIFF_ORCH_WORKER_CONCURRENCY worker slots (0: API only)
 worker   a worker-only replica (health, readiness and metrics on the same port)
 migrate  create the database schema and exit
+analyze  one analysis from a YAML config, here or on a running orchestrator (analyze --help)
 """
 
 from __future__ import annotations
@@ -10,18 +11,30 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+
 from raddiff_kit.logs import configure_logging
 from raddiff_kit.settings import SharedSettings, load_settings
-
+from raddiff_orchestrator import cli
 from raddiff_orchestrator.app import create_app
 from raddiff_orchestrator.settings import OrchestratorSettings
 from raddiff_orchestrator.store import AnalysisStore
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="raddiff-orchestrator", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=["serve", "worker", "migrate"], default="serve")
+    parser = argparse.ArgumentParser(
+        prog="raddiff-orchestrator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command")
+    for name in ("serve", "worker", "migrate"):
+        commands.add_parser(name)
+    analyze = commands.add_parser(
+        "analyze", description=cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    cli.add_arguments(analyze)
     args = parser.parse_args(argv)
+    args.command = args.command or "serve"
+    if args.command == "analyze":
+        raise SystemExit(cli.analyze(args))
     shared = load_settings(SharedSettings)
     configure_logging(shared.log_level)
     settings = load_settings(OrchestratorSettings)

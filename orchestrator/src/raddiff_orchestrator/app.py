@@ -21,18 +21,27 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-from raddiff_kit.images import ImageStore
-from raddiff_kit.settings import SharedSettings, load_settings
 from sqlalchemy.exc import DBAPIError
 
+from raddiff_kit.images import ImageStore
+from raddiff_kit.settings import SharedSettings, load_settings
+from raddiff_orchestrator.agent.config import LLM_METHODS
+from raddiff_orchestrator.agent.embeddings import EmbeddingCache
 from raddiff_orchestrator.agent.pipeline import PipelineOptions
 from raddiff_orchestrator.clients import ServiceClients
 from raddiff_orchestrator.inputs import InputProblem, InputResolver, Limits
 from raddiff_orchestrator.metrics import SUBMITTED, StatusCounts, exposition
+from raddiff_orchestrator.report.routes import router as report_router
 from raddiff_orchestrator.runner import AgentRunner
 from raddiff_orchestrator.schemas import Accepted, AnalysisCreate, AnalysisPage, AnalysisSummary, AnalysisView, Status
 from raddiff_orchestrator.settings import OrchestratorSettings, ServiceTargets
-from raddiff_orchestrator.store import AnalysisFinished, AnalysisNotFound, AnalysisRecord, AnalysisStore
+from raddiff_orchestrator.store import (
+    AnalysisFinished,
+    AnalysisNotFound,
+    AnalysisRecord,
+    AnalysisStore,
+    DatabaseVectorStore,
+)
 from raddiff_orchestrator.worker import AnalysisRunner, Worker, WorkerOptions
 
 
@@ -91,9 +100,11 @@ def create_app(
                 caption_max_tokens=settings.caption_max_tokens,
                 embed_batch_size=settings.embed_batch_size,
             )
+            vectors = DatabaseVectorStore(store.engine) if settings.embedding_cache_in_database else None
+            cache = EmbeddingCache(vectors, settings.embedding_cache_items)
             worker = Worker(
                 store,
-                runner or AgentRunner(clients.models(), options),
+                runner or AgentRunner(clients.models(), options, cache),
                 WorkerOptions(
                     owner=settings.resolved_worker_id(),
                     concurrency=settings.worker_concurrency,
@@ -125,6 +136,7 @@ def create_app(
     app.include_router(ops)
     if serve_api:
         app.include_router(api)
+        app.include_router(report_router)
     return app
 
 
@@ -202,8 +214,15 @@ api = APIRouter(prefix="/v1", tags=["analyses"])
 @api.post("/analyses", status_code=202, response_model=Accepted)
 async def submit_analysis(body: AnalysisCreate, orch: Orch, response: Response) -> Accepted:
     """Validate the two sets (every image is decoded) and queue the analysis."""
-    if body.config.proposer == "llm" and orch.clients.client("llm") is None:
-        raise InputProblem(422, "config.proposer is 'llm' but no LLM is configured (RADDIFF_LLM_TARGET)")
+    if orch.clients.client("llm") is None:
+        config = body.config
+        if config.proposer.method in LLM_METHODS:
+            raise InputProblem(
+                422,
+                f"config.proposer.method is {config.proposer.method!r} but no LLM is configured (RADDIFF_LLM_TARGET)",
+            )
+        if config.dedup.method == "llm":
+            raise InputProblem(422, "config.dedup.method is 'llm' but no LLM is configured (RADDIFF_LLM_TARGET)")
     task = await asyncio.to_thread(orch.resolver.resolve, body)
     summary = {
         "a": {"name": task.set_a.name, "images": len(task.set_a.uris)},

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from raddiff.v1 import (
     common_pb2,
     embedding_pb2,
@@ -29,9 +30,16 @@ from raddiff.v1 import (
     vlm_pb2_grpc,
 )
 from raddiff_kit.client import ServiceClient, open_channel
-
 from raddiff_orchestrator.agent.pipeline import Models
-from raddiff_orchestrator.agent.ports import Box, ChatMessage, DependencyError, Judgement, NotConfigured, Sampling
+from raddiff_orchestrator.agent.ports import (
+    Box,
+    ChatMessage,
+    DependencyError,
+    Judgement,
+    Localization,
+    NotConfigured,
+    Sampling,
+)
 
 # name (as in RADDIFF_<NAME>_TARGET) -> (full gRPC service name, stub class)
 SERVICES: dict[str, tuple[str, Any]] = {
@@ -81,17 +89,28 @@ class GrpcCaptioner:
 
 
 class GrpcEmbedder:
+    """The model_id comes from Info once, then from every reply, so a redeployed model is noticed."""
+
     def __init__(self, client: ServiceClient) -> None:
         self._client = client
+        self._model_id = ""
+
+    async def model_id(self) -> str:
+        if not self._model_id:
+            reply = await _call(self._client, "embedding", "Info", embedding_pb2.EmbeddingInfoRequest())
+            self._model_id = reply.model_id
+        return self._model_id
 
     async def embed_images(self, image_uris: Sequence[str]) -> np.ndarray:
         request = embedding_pb2.EmbedImagesRequest(images=_refs(image_uris))
         reply = await _call(self._client, "embedding", "EmbedImages", request)
+        self._model_id = reply.model_id or self._model_id
         return _matrix(reply.embeddings, "embedding")
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         request = embedding_pb2.EmbedTextsRequest(texts=list(texts))
         reply = await _call(self._client, "embedding", "EmbedTexts", request)
+        self._model_id = reply.model_id or self._model_id
         return _matrix(reply.embeddings, "embedding")
 
 
@@ -126,10 +145,14 @@ class GrpcLocalizer:
     def __init__(self, client: ServiceClient) -> None:
         self._client = client
 
-    async def localize(self, set_a: Sequence[str], set_b: Sequence[str], findings: Sequence[str]) -> list[Box]:
-        request = localize_pb2.LocalizeRequest(set_a=_refs(set_a), set_b=_refs(set_b), findings=list(findings))
+    async def localize(
+        self, set_a: Sequence[str], set_b: Sequence[str], findings: Sequence[str], backend: str
+    ) -> Localization:
+        request = localize_pb2.LocalizeRequest(
+            set_a=_refs(set_a), set_b=_refs(set_b), findings=list(findings), backend=backend
+        )
         reply = await _call(self._client, "localize", "Localize", request)
-        return [_box(b) for b in reply.boxes]
+        return Localization([_box(b) for b in reply.boxes], reply.backend, list(reply.repairs))
 
     async def crop(self, image_uris: Sequence[str], box: Box) -> tuple[str, list[str]]:
         request = localize_pb2.CropRequest(

@@ -19,11 +19,12 @@ from urllib.parse import unquote, urlparse
 
 from raddiff_kit.errors import NotFound, ServiceError
 from raddiff_kit.images import ImageStore
-
-from raddiff_orchestrator.agent.task import AgentConfig, AnalysisTask, GroundTruth, ImageSet
+from raddiff_orchestrator.agent.config import AgentConfig
+from raddiff_orchestrator.agent.task import AnalysisTask, GroundTruth, ImageSet
 from raddiff_orchestrator.schemas import AnalysisCreate, CsvInput, JsonlInput, SetsInput
 
 _MAX_LISTED_PROBLEMS = 20
+RADDIFF_RANK_CAP = 5000  # RadDiff's ranker.max_num_samples
 CSV_PATH, CSV_GROUP, CSV_REPORT = "path", "group_name", "report"
 JSONL_KEYS = ("set1", "set2", "set1_images", "set2_images")
 
@@ -90,6 +91,11 @@ class InputResolver:
             listed = ", ".join(sorted(both)[:5])
             raise InputProblem(422, f"{len(both)} image(s) are in both sets, e.g. {listed}; the sets must not overlap")
         reports = self._reports(request.reports, gathered.reports, set(uris_a) | set(uris_b))
+        if config.proposer.method == "reports" and not reports:
+            raise InputProblem(
+                422,
+                "config.proposer.method 'reports' needs reports: give `reports` or a CSV with a report column",
+            )
         truth = request.ground_truth
         return AnalysisTask(
             set_a=ImageSet(gathered.name_a, uris_a),
@@ -101,23 +107,18 @@ class InputResolver:
 
     # -- config ---------------------------------------------------------------------
     def _config(self, request: AnalysisCreate) -> AgentConfig:
+        """The request's config with the number of images ranked resolved against this deployment's ceiling."""
         given = request.config
         ceiling = self.limits.max_rank_images_per_set
-        if given.rank_cap is not None and given.rank_cap > ceiling:
+        cap = given.ranker.max_num_samples
+        if cap is not None and cap > ceiling:
             raise InputProblem(
                 422,
-                f"config.rank_cap {given.rank_cap} is over this deployment's ceiling of {ceiling} images per set "
+                f"config.ranker.max_num_samples {cap} is over this deployment's ceiling of {ceiling} images per set "
                 "(RADDIFF_ORCH_MAX_RANK_IMAGES_PER_SET)",
             )
-        return AgentConfig(
-            sample_size=given.sample_size,
-            seed=given.seed,
-            rank_cap=given.rank_cap or ceiling,
-            proposer=given.proposer,
-            min_findings=given.min_findings,
-            max_findings=given.max_findings,
-            judge_backend=given.judge_backend,
-        )
+        ranker = given.ranker.model_copy(update={"max_num_samples": cap or min(RADDIFF_RANK_CAP, ceiling)})
+        return given.model_copy(update={"ranker": ranker})
 
     # -- the three ways to name two sets ------------------------------------------------
     def _gather(self, source: SetsInput | CsvInput | JsonlInput) -> _Gathered:

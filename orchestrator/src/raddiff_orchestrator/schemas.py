@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from raddiff_orchestrator.agent.task import ProposerChoice
+from raddiff_orchestrator.agent.config import AgentConfig
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 _NonEmpty = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -59,26 +59,6 @@ class GroundTruthIn(_Strict):
     b: str = Field(min_length=1, max_length=2000, description="the true description of set B")
 
 
-class AnalysisConfigIn(_Strict):
-    sample_size: int = Field(default=20, ge=1, le=500, description="images of each set captioned")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    rank_cap: int | None = Field(
-        default=None,
-        ge=1,
-        description="images of each set ranked; default and ceiling: RADDIFF_ORCH_MAX_RANK_IMAGES_PER_SET",
-    )
-    proposer: ProposerChoice = "auto"
-    min_findings: int = Field(default=5, ge=1, le=50)
-    max_findings: int = Field(default=10, ge=1, le=50)
-    judge_backend: str = Field(default="", max_length=64)
-
-    @model_validator(mode="after")
-    def _bounds(self) -> AnalysisConfigIn:
-        if self.min_findings > self.max_findings:
-            raise ValueError("min_findings must not exceed max_findings")
-        return self
-
-
 class AnalysisCreate(_Strict):
     input: Annotated[SetsInput | CsvInput | JsonlInput, Field(discriminator="kind")]
     name: str | None = Field(default=None, max_length=200)
@@ -86,7 +66,9 @@ class AnalysisCreate(_Strict):
         default_factory=dict, description="report text per image, keyed by the image's path or uri"
     )
     ground_truth: GroundTruthIn | None = None
-    config: AnalysisConfigIn = Field(default_factory=AnalysisConfigIn)
+    config: AgentConfig = Field(
+        default_factory=AgentConfig, description="RadDiff's config keys (configs/raddiff_base.yaml); see AgentConfig"
+    )
 
 
 class Accepted(BaseModel):

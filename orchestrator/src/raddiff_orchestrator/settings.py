@@ -43,11 +43,14 @@ class OrchestratorSettings(BaseSettings):
     caption_max_tokens: int = Field(default=256, ge=1, le=4096)
     # Empty means the LLM proxy's default model.
     llm_model: str = ""
+    # Embedding vectors kept in this process (LRU), in front of the database's embedding_cache table.
+    embedding_cache_items: int = Field(default=50_000, ge=0)
+    embedding_cache_in_database: bool = True
 
     # -- limits on what one analysis may ask for ------------------------------------
     max_images_per_set: int = Field(default=5000, ge=1)
-    # Images of each set ranked (AUROC); a request may ask for fewer, never more.
-    max_rank_images_per_set: int = Field(default=1000, ge=2)
+    # Images of each set ranked (AUROC); a request may ask for fewer, never more. RadDiff's cap is 5000.
+    max_rank_images_per_set: int = Field(default=5000, ge=2)
     max_manifest_bytes: int = Field(default=64 * 1024 * 1024, ge=1, description="largest CSV or JSONL accepted")
     validation_threads: int = Field(default=4, ge=1, le=64)
     page_size_default: int = Field(default=20, ge=1)

@@ -12,12 +12,15 @@ Every method is synchronous and short; async callers run them in a thread.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -25,6 +28,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -38,6 +42,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -69,6 +74,15 @@ analyses = Table(
     Column("started_at", Float, nullable=True),
     Column("finished_at", Float, nullable=True),
     Index("ix_analyses_status_seq", "status", "seq"),
+)
+# The persistent half of the agent's embedding cache (agent.embeddings): one row per (model, input).
+embedding_cache = Table(
+    "embedding_cache",
+    metadata,
+    Column("model_id", String(300), primary_key=True),
+    Column("key", String(64), primary_key=True),  # sha256 of the input's cache key
+    Column("vector", LargeBinary, nullable=False),  # float32, little-endian
+    Column("created_at", Float, nullable=False),
 )
 _SUMMARY_COLUMNS = [c for c in analyses.c if c.name not in ("task", "result")]
 _SCHEMA_LOCK_KEY = 7_426_150  # any constant: serialises schema creation across replicas
@@ -349,3 +363,53 @@ class AnalysisStore:
     @staticmethod
     def _held(analysis_id: str, owner: str) -> Any:
         return and_(analyses.c.id == analysis_id, analyses.c.status == RUNNING, analyses.c.lease_owner == owner)
+
+
+class DatabaseVectorStore:
+    """Embedding vectors in the orchestrator's database, so every replica and every later analysis reuses them.
+
+    Chosen over a file cache because it needs no volume of its own, is shared by replicas through
+    PostgreSQL as it is by worker slots through SQLite, and survives restarts with the analyses.
+    """
+
+    _CHUNK = 500  # keys per IN (...) query
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @staticmethod
+    def _hashed(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def get_many(self, model_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        by_hash = {self._hashed(k): k for k in keys}
+        hashes = list(by_hash)
+        found: dict[str, np.ndarray] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(hashes), self._CHUNK):
+                rows = conn.execute(
+                    select(embedding_cache.c.key, embedding_cache.c.vector).where(
+                        embedding_cache.c.model_id == model_id,
+                        embedding_cache.c.key.in_(hashes[start : start + self._CHUNK]),
+                    )
+                )
+                for hashed, blob in rows:
+                    found[by_hash[hashed]] = np.frombuffer(blob, dtype="<f4").copy()
+        return found
+
+    def put_many(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
+        now = time.time()
+        rows = [
+            {
+                "model_id": model_id,
+                "key": self._hashed(k),
+                "vector": np.asarray(v, dtype="<f4").tobytes(),
+                "created_at": now,
+            }
+            for k, v in vectors.items()
+        ]
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), self._CHUNK):
+                statement = self._insert(embedding_cache).on_conflict_do_nothing()
+                conn.execute(statement, rows[start : start + self._CHUNK])

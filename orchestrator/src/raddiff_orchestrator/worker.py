@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raddiff_kit.logs import log_fields
-
 from raddiff_orchestrator.agent.ports import AnalysisCancelled, DependencyError, Progress
 from raddiff_orchestrator.agent.task import AnalysisTask
 from raddiff_orchestrator.metrics import FINISHED, STAGE_SECONDS, WORKER_BUSY
@@ -221,9 +220,7 @@ class Worker:
         while not work.done():
             await asyncio.sleep(self.options.heartbeat_seconds)
             try:
-                lease = await asyncio.to_thread(
-                    self.store.renew, run.record.id, self.owner, self.options.lease_seconds
-                )
+                lease = await asyncio.to_thread(self.store.renew, run.record.id, self.owner, self.options.lease_seconds)
             except Exception:  # a missed beat is retried; the lease outlasts several
                 log.exception("heartbeat for %s failed", run.record.id)
                 continue

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.findings import Finding
 from raddiff_synth.render import Generator, image_rng

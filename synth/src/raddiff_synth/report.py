@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.findings import LOBE_WORDS, Finding
 

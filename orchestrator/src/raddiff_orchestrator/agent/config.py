@@ -130,6 +130,8 @@ class AgentConfig(_Strict):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if isinstance(data.get("proposer"), str):  # first: the other moves make "proposer" a section
+            data["proposer"] = {"method": data["proposer"]}
         moves = {
             "sample_size": ("proposer", "num_samples"),
             "min_findings": ("proposer", "min_hypotheses"),
@@ -137,8 +139,6 @@ class AgentConfig(_Strict):
             "rank_cap": ("ranker", "max_num_samples"),
             "judge_backend": ("evaluator", "backend"),
         }
-        if isinstance(data.get("proposer"), str):
-            moves["proposer"] = ("proposer", "method")
         for old, (section, key) in moves.items():
             if old in data:
                 value = data.pop(old)

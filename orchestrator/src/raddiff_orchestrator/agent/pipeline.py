@@ -10,6 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from raddiff_orchestrator.agent.config import LLM_METHODS, AgentConfig
+from raddiff_orchestrator.agent.dedup import (
+    Deduplicator,
+    EmbeddingDeduplicator,
+    LexicalDeduplicator,
+    LLMDeduplicator,
+)
+from raddiff_orchestrator.agent.embeddings import CachedEmbedder, EmbeddingCache
 from raddiff_orchestrator.agent.ports import (
     Captioner,
     ChatModel,
@@ -22,14 +30,18 @@ from raddiff_orchestrator.agent.ports import (
 from raddiff_orchestrator.agent.proposers import ContrastProposer, FallbackProposer, LLMProposer, Proposer
 from raddiff_orchestrator.agent.steps import (
     AnalysisState,
-    CaptionImages,
+    DeduplicateFindings,
+    DescribeImages,
+    DrawGrids,
+    DrawSamples,
     JudgeFindings,
     ProposeFindings,
     RankFindings,
-    SampleImages,
+    SearchRegions,
     Step,
+    SummarizeFindings,
 )
-from raddiff_orchestrator.agent.task import AgentConfig, AnalysisTask
+from raddiff_orchestrator.agent.task import AnalysisTask
 
 
 class Pipeline:
@@ -73,27 +85,82 @@ class PipelineOptions:
 
 
 def choose_proposer(config: AgentConfig, chat: ChatModel | None) -> Proposer:
-    if config.proposer == "offline" or (config.proposer == "auto" and chat is None):
+    """The configured proposer; "auto" is RadDiff's when an LLM is configured (falling back to the offline
+    one when the LLM proxy has no upstream), else the offline one."""
+    method = config.proposer.method
+    if method == "offline" or (method == "auto" and chat is None):
         return ContrastProposer()
     if chat is None:
-        raise DependencyError("the LLM proposer was asked for but no LLM is configured (RADDIFF_LLM_TARGET)")
-    if config.proposer == "auto":
-        return FallbackProposer(LLMProposer(chat), ContrastProposer())
-    return LLMProposer(chat)
+        raise DependencyError(f"the {method} proposer needs an LLM but none is configured (RADDIFF_LLM_TARGET)")
+    if method == "auto":
+        return FallbackProposer(LLMProposer(chat, "raddiff"), ContrastProposer())
+    assert method in LLM_METHODS
+    return LLMProposer(chat, method)
 
 
-def build_pipeline(config: AgentConfig, models: Models, options: PipelineOptions) -> Pipeline:
-    """This issue's agent: sample, caption, propose, rank by AUROC, judge."""
-    if models.captioner is None:
+def choose_deduplicator(
+    config: AgentConfig, proposer: Proposer, chat: ChatModel | None, embedder: CachedEmbedder
+) -> Deduplicator:
+    by_similarity = EmbeddingDeduplicator(embedder.embed_texts, config.dedup.threshold)
+    method = config.dedup.method
+    if method == "auto":
+        method = "llm" if chat is not None and config.proposer.method in LLM_METHODS | {"auto"} else "embedding"
+    if method == "none":
+        return LexicalDeduplicator()
+    if method == "embedding":
+        return by_similarity
+    if chat is None:
+        raise DependencyError("dedup.method is llm but no LLM is configured (RADDIFF_LLM_TARGET)")
+    return _LLMWhileActive(LLMDeduplicator(chat, by_similarity, config.seed), by_similarity, proposer)
+
+
+class _LLMWhileActive:
+    """Under "auto", the LLM deduplicates while the proposer still has one; after a fallback, similarity."""
+
+    def __init__(self, llm: Deduplicator, fallback: Deduplicator, proposer: Proposer) -> None:
+        self._llm, self._fallback, self._proposer = llm, fallback, proposer
+
+    @property
+    def name(self) -> str:
+        return self._llm.name if self._proposer.uses_llm else self._fallback.name
+
+    async def deduplicate(self, findings: Sequence[str], notes: list[str]) -> list[str]:
+        chosen = self._llm if self._proposer.uses_llm else self._fallback
+        return await chosen.deduplicate(findings, notes)
+
+
+def build_pipeline(
+    config: AgentConfig, models: Models, options: PipelineOptions, cache: EmbeddingCache | None = None
+) -> Pipeline:
+    """RadDiff's agent: num_iterations of (sample, describe, grid, search, propose, deduplicate, rank,
+    judge), then the final statistics."""
+    proposer = choose_proposer(config, models.chat)
+    if proposer.needs_captions and models.captioner is None:
         raise DependencyError("no captioning model is configured (RADDIFF_VLM_TARGET)")
     if models.embedder is None:
         raise DependencyError("no embedding model is configured (RADDIFF_EMBEDDING_TARGET)")
-    return Pipeline(
-        [
-            SampleImages(),
-            CaptionImages(models.captioner, options.caption_concurrency, options.caption_max_tokens),
-            ProposeFindings(choose_proposer(config, models.chat)),
-            RankFindings(models.embedder, options.embed_batch_size),
-            JudgeFindings(models.judge),
-        ]
-    )
+    cropping = config.proposer.iterative_cropping and config.num_iterations > 1
+    if (cropping or proposer.needs_grids) and models.localizer is None:
+        raise DependencyError(
+            "visual search and image grids need the localize service (RADDIFF_LOCALIZE_TARGET); "
+            "or set proposer.iterative_cropping: false with the visdiff or offline proposer"
+        )
+    embedder = CachedEmbedder(models.embedder, cache or EmbeddingCache(), options.embed_batch_size)
+    deduplicator = choose_deduplicator(config, proposer, models.chat, embedder)
+    concurrency, max_tokens = options.caption_concurrency, options.caption_max_tokens
+    steps: list[Step] = []
+    for k in range(1, config.num_iterations + 1):
+        steps.append(DrawSamples(k))
+        if proposer.needs_captions:
+            steps.append(DescribeImages(models.captioner, proposer, concurrency, max_tokens))
+        if proposer.needs_grids and not (cropping and k > 1):
+            steps.append(DrawGrids(models.localizer, proposer, cropping))
+        if cropping and k > 1:
+            steps.append(SearchRegions(models.localizer, models.captioner, proposer, concurrency, max_tokens))
+        steps += [ProposeFindings(proposer), DeduplicateFindings(deduplicator), RankFindings(embedder)]
+        if config.evaluator.each_iteration or (k == config.num_iterations and not config.merge):
+            steps.append(JudgeFindings(models.judge))
+    steps.append(SummarizeFindings())
+    if config.merge:
+        steps.append(JudgeFindings(models.judge, final=True))
+    return Pipeline(steps)

@@ -67,6 +67,10 @@ class Embedder(Protocol):
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    async def model_id(self) -> str:
+        """Identifies the weights and preprocessing behind the vectors (the cache key's model part)."""
+        ...
+
 
 class ChatModel(Protocol):
     async def chat(
@@ -74,8 +78,21 @@ class ChatModel(Protocol):
     ) -> str: ...
 
 
+@dataclass(frozen=True)
+class Localization:
+    """The Localize service's answer: one box per finding as it sent them (unchecked), and its repairs."""
+
+    boxes: list[Box]
+    backend: str
+    repairs: list[str] = field(default_factory=list)
+
+
 class Localizer(Protocol):
-    async def localize(self, set_a: Sequence[str], set_b: Sequence[str], findings: Sequence[str]) -> list[Box]: ...
+    async def localize(
+        self, set_a: Sequence[str], set_b: Sequence[str], findings: Sequence[str], backend: str
+    ) -> Localization:
+        """backend: "llm", "vlm", "model", or "" for the service's default."""
+        ...
 
     async def crop(self, image_uris: Sequence[str], box: Box) -> tuple[str, list[str]]:
         """(zoom grid uri, one crop uri per image)."""

@@ -1,21 +1,30 @@
-"""Proposers turn the captions (and reports) of two samples into candidate
-findings, phrased in radiology language, that are more common in A than in B.
+"""Proposers turn what is known about two samples (descriptions, reports, image grids, the previous
+iteration's scores and zoom grids) into candidate findings, phrased in radiology language, that are
+more common in A than in B.
 
-Each proposer is a strategy behind one small interface, so later ones (visual
-proposers that look at image grids, refinement rounds) slot in beside these.
+Each proposer is a strategy behind one small interface:
+- LLMProposer in three styles: "visdiff" (descriptions only, a general-domain prompt: the VisDiff
+  baseline), "raddiff" (descriptions plus the two 4x5 grids to a multimodal LLM: RadDiff's default),
+  "reports" (the sets' reports plus the grids: RadDiff's upper bound);
+- ContrastProposer, the offline one (no LLM): phrases whose share of A's documents stands out against
+  B's by the log-odds ratio with an informative Dirichlet prior (Monroe et al. 2008); it refines from
+  the VLM's descriptions of the zoom crops and keeps what scored well;
+- FallbackProposer ("auto"): the LLM while it has a model behind it, else the offline one.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from raddiff_orchestrator.agent.config import AgentConfig
 from raddiff_orchestrator.agent.ports import ChatMessage, ChatModel, DependencyError, NotConfigured, Sampling
-from raddiff_orchestrator.agent.task import AgentConfig
+from raddiff_orchestrator.agent.results import RankedBrief, VisualSearch
 
 
 @dataclass(frozen=True)
@@ -30,10 +39,33 @@ class Evidence:
         return f"{self.caption}\n{self.report}" if self.report else self.caption
 
 
+@dataclass(frozen=True)
+class ProposalInput:
+    """One round's material: the samples' evidence, their grids, and from iteration 2 the feedback."""
+
+    a: Sequence[Evidence]
+    b: Sequence[Evidence]
+    grid_a: str = ""  # 4x5 grid of A's sample (multimodal proposers), scratch:// uri
+    grid_b: str = ""
+    feedback: Sequence[RankedBrief] = ()  # the previous iteration's top-k with their AUROC
+    searches: Sequence[VisualSearch] = ()  # one zoom grid per top finding, when cropping
+
+
+@dataclass(frozen=True)
+class Proposal:
+    text: str
+    searches: tuple[int, ...] = ()  # indices into ProposalInput.searches of the zoom crops that led to it
+
+
 class Proposer(Protocol):
     name: str
+    needs_grids: bool  # whether rounds must draw the 4x5 grids of their samples
+    needs_captions: bool  # whether sampled images must be described by the VLM
+    uses_llm: bool
 
-    async def propose(self, a: Sequence[Evidence], b: Sequence[Evidence], config: AgentConfig) -> list[str]: ...
+    async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
+        """The round's findings; every retry, repair or fallback is appended to notes."""
+        ...
 
 
 def clean_findings(raw: Sequence[object], limit: int) -> list[str]:
@@ -50,24 +82,37 @@ def clean_findings(raw: Sequence[object], limit: int) -> list[str]:
     return out[:limit]
 
 
-# -- the LLM proposer -----------------------------------------------------------------
+# -- the LLM proposers ----------------------------------------------------------------------
 
-SYSTEM_PROMPT = (
+RADIOLOGY_SYSTEM = (
     "You are an expert radiologist. You compare two groups of chest X-rays and name, in radiology "
     "language, the findings that distinguish the first group from the second."
 )
+GENERAL_SYSTEM = "You are a careful analyst who compares two groups of images and names what sets them apart."
 _MAX_TEXT_CHARS = 1200  # per caption or report; keeps a 2 x 20 image prompt well inside any context
+
+_PHRASING = (
+    "Each finding is one short phrase a radiologist would write about a single image, specific about side, "
+    'location and severity when they matter (for example "right pleural effusion", "enlarged cardiac '
+    'silhouette", "left lower lobe consolidation"). Name what is present in group A, never an absence, and do '
+    "not mention the groups in a finding."
+)
+_GENERAL_PHRASING = (
+    "Each concept is a short phrase that could describe a single image of group A (for example "
+    '"bright region at the bottom", "large round shape"). Do not mention the groups in a concept.'
+)
 
 
 def findings_schema(config: AgentConfig) -> dict[str, Any]:
+    proposer = config.proposer
     return {
         "type": "object",
         "properties": {
             "findings": {
                 "type": "array",
                 "items": {"type": "string"},
-                "minItems": config.min_findings,
-                "maxItems": config.max_findings,
+                "minItems": min(proposer.min_hypotheses, proposer.num_hypotheses),
+                "maxItems": proposer.num_hypotheses,
             }
         },
         "required": ["findings"],
@@ -75,23 +120,92 @@ def findings_schema(config: AgentConfig) -> dict[str, Any]:
     }
 
 
-def _describe(group: str, evidence: Sequence[Evidence]) -> str:
-    lines = [f"Group {group} ({len(evidence)} images):"]
-    for i, item in enumerate(evidence, 1):
-        lines.append(f"{group}{i}. Description: {item.caption[:_MAX_TEXT_CHARS]}")
-        if item.report:
-            lines.append(f"    Report: {item.report[:_MAX_TEXT_CHARS]}")
+def group_lines(a: Sequence[Evidence], b: Sequence[Evidence], source: str) -> str:
+    """RadDiff's layout: one line per image, "Group A: ..." then "Group B: ..."; source caption or report."""
+
+    def one(group: str, item: Evidence) -> str:
+        text = item.report if source == "report" else item.caption
+        flat = " ".join((text or "(none)").split())[:_MAX_TEXT_CHARS]
+        return f"Group {group}: {flat}"
+
+    return "\n".join([*(one("A", e) for e in a), *(one("B", e) for e in b)])
+
+
+def feedback_block(feedback: Sequence[RankedBrief]) -> str:
+    """RadDiff's previous-results block: "Top k Difference: ..." / "Top k Score: ..." lines."""
+    lines = []
+    for i, item in enumerate(feedback, 1):
+        lines.append(f"Top {i} Difference: {item.finding}")
+        lines.append(f"Top {i} Score: {item.auroc:.3f}")
     return "\n".join(lines)
 
 
-def proposal_prompt(a: Sequence[Evidence], b: Sequence[Evidence], config: AgentConfig) -> str:
-    return (
-        f"{_describe('A', a)}\n\n{_describe('B', b)}\n\n"
-        f"List {config.min_findings} to {config.max_findings} radiological findings that are more common in "
-        "group A than in group B. Each finding is a short phrase a radiologist would write about a single "
-        'image (for example "right pleural effusion" or "enlarged cardiac silhouette"). Answer with JSON: '
-        '{"findings": ["...", "..."]}.'
-    )
+def proposal_prompt(style: str, given: ProposalInput, config: AgentConfig) -> str:
+    """The user message of one proposal round; the images travel beside it (see proposal_images)."""
+    low, high = min(config.proposer.min_hypotheses, config.proposer.num_hypotheses), config.proposer.num_hypotheses
+    source = "report" if style == "reports" else "caption"
+    what = "radiology reports" if source == "report" else "descriptions written by a vision-language model"
+    parts: list[str] = []
+    if style == "visdiff":
+        parts.append(
+            "Here are descriptions of the images of two groups, one per line, each starting with its group.\n\n"
+            + group_lines(given.a, given.b, source)
+        )
+    else:
+        if given.searches:
+            parts.append(_zoom_intro(given))
+        else:
+            parts.append(
+                f"The first image is a 4x5 grid of group A's chest X-rays ({len(given.a)} images, up to 20 shown); "
+                f"the second is the same for group B ({len(given.b)} images)."
+            )
+        parts.append(
+            f"Here are the {what} of the same X-rays, one per line:\n\n" + group_lines(given.a, given.b, source)
+        )
+    if given.feedback:
+        parts.append(
+            "In the previous iteration these were the top findings. Each score is the AUROC with which the "
+            "finding's image-text similarity separates group A (positive) from group B: 0.5 is chance, 1.0 is "
+            "perfect separation.\n" + feedback_block(given.feedback) + "\n"
+            "Refine them: keep what scores well, make it more specific (side, location, severity), and replace "
+            "what scores near 0.5 with findings the images support better."
+        )
+    if style == "visdiff":
+        parts.append(
+            f"List {low} to {high} distinct concepts that are more often true of group A's images than of group "
+            f"B's. {_GENERAL_PHRASING}"
+        )
+    else:
+        parts.append(
+            f"List {low} to {high} radiological findings that are more common in group A than in group B. {_PHRASING}"
+        )
+    parts.append('Answer with JSON only: {"findings": ["...", "..."]}.')
+    return "\n\n".join(parts)
+
+
+def _zoom_intro(given: ProposalInput) -> str:
+    n_a = len(given.searches[0].crop_uris.get("a", []))
+    lines = [
+        f"The images are zoom grids, one per previous top finding. Zoom grid k shows the region boxed for Top k "
+        f"Difference, cropped from every sampled X-ray: the first {n_a} tiles (in reading order) are group A's, "
+        "the rest group B's."
+    ]
+    for i, search in enumerate(given.searches, 1):
+        box = search.box
+        lines.append(
+            f'Zoom grid {i}: Top {i} Difference "{search.finding}", region x {box.x0:.2f}-{box.x1:.2f}, '
+            f"y {box.y0:.2f}-{box.y1:.2f} of the X-ray."
+        )
+    return "\n".join(lines)
+
+
+def proposal_images(style: str, given: ProposalInput) -> tuple[str, ...]:
+    """RadDiff's images: the two grids in iteration 1; the zoom grids once there are searches."""
+    if style == "visdiff":
+        return ()
+    if given.searches:
+        return tuple(s.grid_uri for s in given.searches)
+    return tuple(u for u in (given.grid_a, given.grid_b) if u)
 
 
 def parse_findings(text: str, limit: int) -> list[str]:
@@ -113,48 +227,86 @@ def parse_findings(text: str, limit: int) -> list[str]:
 
 
 class LLMProposer:
-    """VisDiff's proposer: an LLM reads both groups' captions and names what A has more of."""
+    """An LLM reads both groups (and, multimodal, looks at their grids) and names what A has more of.
 
-    name = "llm"
+    An unusable answer is sent back with what is wrong, up to `attempts` answers; the notes say so.
+    """
 
-    def __init__(self, chat: ChatModel, attempts: int = 2) -> None:
+    needs_captions = True
+    uses_llm = True
+
+    def __init__(self, chat: ChatModel, style: str = "raddiff", attempts: int = 2) -> None:
+        if style not in ("visdiff", "raddiff", "reports"):
+            raise ValueError(f"unknown LLM proposer style {style!r}")
         self._chat = chat
         self._attempts = attempts
+        self.name = style
+        self.needs_grids = style != "visdiff"
+        self.needs_captions = style != "reports"
 
-    async def propose(self, a: Sequence[Evidence], b: Sequence[Evidence], config: AgentConfig) -> list[str]:
-        messages = [ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", proposal_prompt(a, b, config))]
+    async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
+        system = GENERAL_SYSTEM if self.name == "visdiff" else RADIOLOGY_SYSTEM
+        user = ChatMessage("user", proposal_prompt(self.name, given, config), proposal_images(self.name, given))
+        messages = [ChatMessage("system", system), user]
         sampling = Sampling(max_tokens=1024, temperature=0.0, seed=config.seed)
+        led_by = tuple(range(len(given.searches)))
         problem = ""
-        for _ in range(self._attempts):
+        for attempt in range(1, self._attempts + 1):
             answer = await self._chat.chat(messages, findings_schema(config), sampling)
             try:
-                return parse_findings(answer, config.max_findings)
+                found = parse_findings(answer, config.proposer.num_hypotheses)
             except ValueError as exc:
                 problem = str(exc)
+                notes.append(f"{self.name} proposer: answer {attempt} unusable ({problem})")
                 # Say what was wrong; the changed conversation also bypasses any response cache.
                 messages = [
                     *messages,
                     ChatMessage("assistant", answer),
                     ChatMessage("user", f"That answer cannot be used: {problem}. Answer again with JSON only."),
                 ]
+                continue
+            return [Proposal(text, led_by) for text in found]
         raise DependencyError(f"the LLM gave no usable findings after {self._attempts} attempts: {problem}")
 
 
 class FallbackProposer:
-    """The "auto" choice: the LLM when it has a model behind it, else the offline proposer."""
+    """The "auto" choice: the LLM while it has a model behind it; from its first NotConfigured, the fallback."""
 
     def __init__(self, primary: Proposer, fallback: Proposer) -> None:
         self._primary, self._fallback = primary, fallback
-        self.name = primary.name
-        self.note = ""
+        self._active = primary
 
-    async def propose(self, a: Sequence[Evidence], b: Sequence[Evidence], config: AgentConfig) -> list[str]:
-        try:
-            return await self._primary.propose(a, b, config)
-        except NotConfigured as exc:
-            self.name = self._fallback.name
-            self.note = f"the {self._primary.name} proposer is not available ({exc}); used the {self.name} proposer"
-            return await self._fallback.propose(a, b, config)
+    @property
+    def active(self) -> Proposer:
+        return self._active
+
+    @property
+    def name(self) -> str:
+        return self._active.name
+
+    @property
+    def needs_grids(self) -> bool:
+        return self._active.needs_grids
+
+    @property
+    def needs_captions(self) -> bool:
+        return self._primary.needs_captions or self._fallback.needs_captions
+
+    @property
+    def uses_llm(self) -> bool:
+        return self._active.uses_llm
+
+    async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
+        if self._active is self._primary:
+            try:
+                return await self._primary.propose(given, config, notes)
+            except NotConfigured as exc:
+                self._active = self._fallback
+                notes.append(
+                    f"the {self._primary.name} proposer is not available ({exc}); used the {self._fallback.name} "
+                    "proposer from here on"
+                )
+        return await self._fallback.propose(given, config, notes)
 
 
 # -- the offline proposer -------------------------------------------------------------
@@ -236,6 +388,7 @@ class PhraseContrast:
     phrase: str
     share_a: float  # fraction of A's documents that affirm it
     share_b: float
+    z: float = 0.0  # log-odds ratio (A vs B) over its standard error, informative Dirichlet prior
 
     @property
     def separation(self) -> float:
@@ -246,13 +399,33 @@ class PhraseContrast:
         return self.phrase.count(" ") + 1
 
 
-def contrast_phrases(docs_a: Sequence[str], docs_b: Sequence[str], max_words: int = 4) -> list[PhraseContrast]:
+def log_odds_z(y_a: int, n_a: int, y_b: int, n_b: int, prior: float) -> float:
+    """z-score of the log-odds ratio of a phrase's document rate in A vs B (Monroe, Colaresi & Quinn 2008).
+
+    The prior adds `prior` pseudo-documents split by the pooled rate, which shrinks rare phrases
+    toward "no difference" and keeps the odds finite when a phrase is in every or no document.
+    """
+    pooled = (y_a + y_b + 0.5) / (n_a + n_b + 1)  # strictly inside (0, 1), so both odds stay finite
+    alpha_in, alpha_out = prior * pooled, prior * (1 - pooled)
+    a_in, a_out = y_a + alpha_in, n_a - y_a + alpha_out
+    b_in, b_out = y_b + alpha_in, n_b - y_b + alpha_out
+    delta = math.log(a_in / a_out) - math.log(b_in / b_out)
+    return delta / math.sqrt(1 / a_in + 1 / a_out + 1 / b_in + 1 / b_out)
+
+
+def contrast_phrases(
+    docs_a: Sequence[str], docs_b: Sequence[str], max_words: int = 4, prior: float = 4.0
+) -> list[PhraseContrast]:
     """Every phrase of A with the share of A's and B's documents that affirm it, most separating first."""
     if not docs_a or not docs_b:
         raise ValueError("contrasting phrases needs documents on both sides")
     count_a = Counter(p for doc in docs_a for p in set(phrases(doc, max_words)))
     count_b = Counter(p for doc in docs_b for p in set(phrases(doc, max_words)))
-    rows = [PhraseContrast(p, n / len(docs_a), count_b[p] / len(docs_b)) for p, n in count_a.items()]
+    n_a, n_b = len(docs_a), len(docs_b)
+    rows = [
+        PhraseContrast(p, n / n_a, count_b[p] / n_b, log_odds_z(n, n_a, count_b[p], n_b, prior))
+        for p, n in count_a.items()
+    ]
     # Equal separation: the longer, more specific phrase first.
     rows.sort(key=lambda r: (-r.separation, -r.words, -r.share_a, r.phrase))
     return rows
@@ -262,38 +435,74 @@ def _contains(longer: str, shorter: str) -> bool:
     return f" {shorter} " in f" {longer} "
 
 
-class ContrastProposer:
-    """The offline proposer: phrases that A's captions affirm clearly more often than B's.
+_SIDE_WORDS = frozenset({"right", "left", "bilateral", "unilateral"})
 
-    Phrases are ranked by separation (share of A's documents minus share of B's). A phrase is
-    replaced by a longer phrase containing it when that one separates nearly as well
-    ("effusion" -> "pleural effusion"), and a phrase overlapping one already chosen is skipped.
+
+def region_words(x0: float, y0: float, x1: float, y1: float) -> str:
+    """Where a box lies on a frontal chest X-ray, in a radiologist's words ("right lower", "left", "").
+
+    The patient's right is on the image's left (the radiographic convention). Central boxes name no side.
+    """
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = "right" if cx < 0.4 else "left" if cx > 0.6 else ""
+    zone = "upper" if cy < 0.4 else "lower" if cy > 0.6 else ""
+    return " ".join(w for w in (side, zone) if w) if side else ""
+
+
+class ContrastProposer:
+    """The offline proposer: phrases that A's documents affirm clearly more often than B's.
+
+    Phrases are ordered by the log-odds z-score ("log_odds", the default) or by separation (share of A's
+    documents minus share of B's) and kept when they separate by at least `min_separation`. A phrase is
+    replaced by a longer phrase containing it when that one separates nearly as well ("effusion" ->
+    "pleural effusion"), and a phrase overlapping one already chosen is skipped.
+
+    Refinement (iteration 2 on): each zoom crop set the VLM described is contrasted the same way (A's
+    crops against B's), a finding whose box lies to one side is proposed again with that side, and the
+    previous top findings that separated better than chance are kept, so they compete again.
     """
 
     name = "offline"
+    needs_grids = False
+    needs_captions = True
+    uses_llm = False
 
     def __init__(
-        self, min_separation: float = 0.1, min_count: int = 2, max_words: int = 4, specificity: float = 0.75
+        self,
+        min_separation: float = 0.1,
+        min_count: int = 2,
+        max_words: int = 4,
+        specificity: float = 0.75,
+        statistic: str = "log_odds",
+        prior: float = 4.0,
+        per_search: int = 3,
     ) -> None:
+        if statistic not in ("log_odds", "separation"):
+            raise ValueError(f"unknown statistic {statistic!r}")
         self.min_separation = min_separation
         self.min_count = min_count
         self.max_words = max_words
         self.specificity = specificity
+        self.statistic = statistic
+        self.prior = prior
+        self.per_search = per_search
 
     def select(self, docs_a: Sequence[str], docs_b: Sequence[str], limit: int) -> list[PhraseContrast]:
         # A phrase seen once is noise unless the sample itself is that small.
         min_share_a = min(self.min_count, len(docs_a)) / len(docs_a) - 1e-12
         rows = [
             r
-            for r in contrast_phrases(docs_a, docs_b, self.max_words)
+            for r in contrast_phrases(docs_a, docs_b, self.max_words, self.prior)
             if r.separation >= self.min_separation and r.share_a >= min_share_a
         ]
+        if self.statistic == "log_odds":
+            rows.sort(key=lambda r: (-round(r.z, 9), -r.words, r.phrase))
         chosen: list[PhraseContrast] = []
         for row in rows:
             if len(chosen) >= limit:
                 break
             best = row
-            for other in rows:  # most separating first: each step up is the best longer phrase
+            for other in rows:  # each step up is the best longer phrase
                 nearly_as_good = other.separation >= self.specificity * row.separation
                 if nearly_as_good and other.words > best.words and _contains(other.phrase, best.phrase):
                     best = other
@@ -302,6 +511,18 @@ class ContrastProposer:
             chosen.append(best)
         return chosen
 
-    async def propose(self, a: Sequence[Evidence], b: Sequence[Evidence], config: AgentConfig) -> list[str]:
-        rows = self.select([e.text() for e in a], [e.text() for e in b], config.max_findings)
-        return [r.phrase for r in rows]
+    async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
+        limit = config.proposer.num_hypotheses
+        proposals = [
+            Proposal(r.phrase) for r in self.select([e.text() for e in given.a], [e.text() for e in given.b], limit)
+        ]
+        for index, search in enumerate(given.searches):
+            crops_a, crops_b = search.captions.get("a", []), search.captions.get("b", [])
+            if crops_a and crops_b:
+                for row in self.select(crops_a, crops_b, self.per_search):
+                    proposals.append(Proposal(row.phrase, (index,)))
+            where = region_words(search.box.x0, search.box.y0, search.box.x1, search.box.y1)
+            if where and _SIDE_WORDS.isdisjoint(search.finding.lower().split()):
+                proposals.append(Proposal(f"{where} {search.finding}", (index,)))
+        proposals += [Proposal(item.finding) for item in given.feedback if item.auroc > 0.5]
+        return proposals

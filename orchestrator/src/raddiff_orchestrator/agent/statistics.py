@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import sparse, stats
 
 from raddiff_orchestrator.agent.auroc import auroc_rows, average_ranks
 
@@ -83,31 +83,28 @@ def bootstrap_auroc_ci(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of each row's AUROC over stratified bootstrap resamples (A and B resampled apart).
 
-    A resample is a multiplicity per image, so AUROC* = sum_i w_i * (sum_j v_j [b_j < a_i] + 1/2 v_j [b_j = a_i])
-    / (n_a n_b), where the positions of a_i among the sorted b_j are found once per row.
+    A resample is a multiplicity per image, so AUROC* = sum_i w_i * (C[lo_i] + C[hi_i]) / 2 / (n_a n_b), where
+    C is the cumulative multiplicity of B's sorted scores and lo_i, hi_i bound a_i's ties among them. The
+    multiplicities are drawn once, in sorted order (a permuted multinomial draw is a multinomial draw), so
+    C is shared by every row and a row costs one sparse product.
     """
     a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
     n_a, n_b = a.shape[1], b.shape[1]
     rng = np.random.default_rng(seed)
-    block = max(1, _CHUNK_CELLS // max(n_a + n_b, 1))
+    weights_a = _multiplicities(rng, n_a, resamples)  # (resamples, n_a)
+    cumulative = np.zeros((resamples, n_b + 1))
+    np.cumsum(_multiplicities(rng, n_b, resamples), axis=1, out=cumulative[:, 1:])
     low = np.empty(a.shape[0])
     high = np.empty(a.shape[0])
     alpha = (1 - level) / 2
-    # Multiplicities shared by every row, so rows see the same resampled images.
-    weights_a = _multiplicities(rng, n_a, resamples)
-    weights_b = _multiplicities(rng, n_b, resamples)
+    rows = np.r_[np.arange(n_a), np.arange(n_a)]
     for row in range(a.shape[0]):
-        order = np.argsort(b[row], kind="mergesort")
-        sorted_b = b[row][order]
-        below = np.searchsorted(sorted_b, a[row], side="left")
-        through = np.searchsorted(sorted_b, a[row], side="right")
-        values = np.empty(resamples)
-        for start in range(0, resamples, block):
-            stop = min(start + block, resamples)
-            cum = np.zeros((stop - start, n_b + 1))
-            np.cumsum(weights_b[start:stop][:, order], axis=1, out=cum[:, 1:])
-            wins = cum[:, below] + 0.5 * (cum[:, through] - cum[:, below])  # (block, n_a)
-            values[start:stop] = (weights_a[start:stop] * wins).sum(1) / (n_a * n_b)
+        sorted_b = np.sort(b[row])
+        bounds = np.r_[np.searchsorted(sorted_b, a[row], "left"), np.searchsorted(sorted_b, a[row], "right")]
+        # (n_a, n_b + 1): half a count at each of a_i's two bounds
+        pick = sparse.csr_matrix((np.full(2 * n_a, 0.5), (rows, bounds)), shape=(n_a, n_b + 1))
+        spread = np.asarray((pick.T @ weights_a.T).T)  # (resamples, n_b + 1)
+        values = (spread * cumulative).sum(1) / (n_a * n_b)
         low[row], high[row] = np.quantile(values, [alpha, 1 - alpha])
     return low, high
 
@@ -140,15 +137,16 @@ def softmax_against_negation(positive: np.ndarray, negative: np.ndarray) -> np.n
 
 
 def finding_stats(
-    scores: np.ndarray, positive: np.ndarray, permutations: int, resamples: int, level: float, seed: int
+    scores: np.ndarray, positive: np.ndarray, p_values: np.ndarray, resamples: int, level: float, seed: int
 ) -> list[FindingStats]:
-    """Every statistic of every row of a (findings, images) score matrix."""
+    """Every statistic of every row of a (findings, images) score matrix; the permutation p-values are
+    given, because they are computed over every finding of a run (see permutation_p_values)."""
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
     a, b = scores[:, positive], scores[:, ~positive]
     auroc = auroc_rows(scores, positive)
     low, high = bootstrap_auroc_ci(a, b, resamples, level, seed)
-    p = permutation_p_values(scores, positive, permutations, seed)
+    p = np.asarray(p_values, dtype=np.float64)
     t, t_p = welch_t(a, b)
     return [
         FindingStats(

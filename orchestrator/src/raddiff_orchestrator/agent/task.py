@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
-ProposerChoice = Literal["auto", "llm", "offline"]
+from raddiff_orchestrator.agent.config import AgentConfig
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,6 @@ class GroundTruth:
 
 
 @dataclass(frozen=True)
-class AgentConfig:
-    sample_size: int = 20  # images of each set captioned
-    seed: int = 0
-    rank_cap: int = 1000  # images of each set ranked
-    proposer: ProposerChoice = "auto"  # auto: the LLM when one is configured, else offline
-    min_findings: int = 5
-    max_findings: int = 10
-    judge_backend: str = ""  # empty: the evaluator's default
-
-
-@dataclass(frozen=True)
 class AnalysisTask:
     set_a: ImageSet
     set_b: ImageSet
@@ -40,7 +29,13 @@ class AnalysisTask:
     ground_truth: GroundTruth | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "set_a": {"name": self.set_a.name, "uris": list(self.set_a.uris)},
+            "set_b": {"name": self.set_b.name, "uris": list(self.set_b.uris)},
+            "config": self.config.to_json(),
+            "reports": dict(self.reports),
+            "ground_truth": {"a": self.ground_truth.a, "b": self.ground_truth.b} if self.ground_truth else None,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AnalysisTask:
@@ -48,7 +43,7 @@ class AnalysisTask:
         return cls(
             set_a=ImageSet(**data["set_a"]),
             set_b=ImageSet(**data["set_b"]),
-            config=AgentConfig(**data.get("config", {})),
+            config=AgentConfig.model_validate(data.get("config", {})),
             reports=dict(data.get("reports", {})),
             ground_truth=GroundTruth(**truth) if truth else None,
         )

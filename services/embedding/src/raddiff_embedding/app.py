@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
-from raddiff.v1 import embedding_pb2_grpc
-from raddiff_kit.images import ImageStore
-from raddiff_kit.server import Registration, ServiceApp
-from raddiff_kit.settings import SharedSettings, load_settings
 
+from raddiff.v1 import embedding_pb2_grpc
 from raddiff_embedding.checkpoints import CheckpointError
 from raddiff_embedding.engine import EmbeddingEngine, OpenClipEngine
 from raddiff_embedding.servicer import EmbeddingServicer
 from raddiff_embedding.settings import EmbeddingSettings
+from raddiff_kit.images import ImageStore
+from raddiff_kit.server import Registration, ServiceApp
+from raddiff_kit.settings import SharedSettings, load_settings
 
 SERVICE = "raddiff.v1.EmbeddingService"
 

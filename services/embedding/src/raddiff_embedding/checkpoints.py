@@ -28,8 +28,9 @@ from pathlib import Path
 import open_clip
 import torch
 from open_clip.model import build_model_from_openai_state_dict
-from raddiff_kit.images import sha256_file
 from safetensors.torch import save_file
+
+from raddiff_kit.images import sha256_file
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"

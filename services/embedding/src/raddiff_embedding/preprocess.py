@@ -74,7 +74,7 @@ def input_frame(name: Preprocessing, image_size: int, width: int, height: int) -
         short, long = sorted((width, height))
         resized_long = int(image_size * long / short)
         new_w, new_h = (image_size, resized_long) if width <= height else (resized_long, image_size)
-        left, top = int(round((new_w - image_size) / 2.0)), int(round((new_h - image_size) / 2.0))
+        left, top = round((new_w - image_size) / 2.0), round((new_h - image_size) / 2.0)
         return left / new_w, top / new_h, (left + image_size) / new_w, (top + image_size) / new_h
     if name == "chexzero":
         ratio = CHEXZERO_PAD_PX / max(width, height)

@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 import grpc
 import numpy as np
 import torch
+
 from raddiff.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+from raddiff_embedding.engine import EmbeddingEngine
+from raddiff_embedding.preprocess import Frame
+from raddiff_embedding.settings import EmbeddingSettings
 from raddiff_kit.batching import MicroBatcher
 from raddiff_kit.deadlines import Deadline, run_blocking
 from raddiff_kit.errors import FailedPrecondition, InvalidArgument, ServiceError
 from raddiff_kit.grpc_options import MAX_MESSAGE_BYTES
 from raddiff_kit.images import ImageStore
-
-from raddiff_embedding.engine import EmbeddingEngine
-from raddiff_embedding.preprocess import Frame
-from raddiff_embedding.settings import EmbeddingSettings
 
 
 class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from raddiff_kit.settings import ServiceSettings, SharedSettings
 
 Preprocessing = Literal["raddiff", "chexzero"]

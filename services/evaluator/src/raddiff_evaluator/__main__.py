@@ -1,6 +1,5 @@
-from raddiff_kit.server import main as serve
-
 from raddiff_evaluator.app import build_app
+from raddiff_kit.server import main as serve
 
 
 def main() -> None:

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 from raddiff.v1 import evaluator_pb2, evaluator_pb2_grpc
-from raddiff_kit.server import Registration, ServiceApp
-from raddiff_kit.settings import load_settings
-
 from raddiff_evaluator.embedder import SentenceEmbedder
 from raddiff_evaluator.engine import Evaluator
 from raddiff_evaluator.llm_client import ProxyChatClient
@@ -11,6 +8,8 @@ from raddiff_evaluator.llm_judge import LLMJudge
 from raddiff_evaluator.semantic import SemanticJudge
 from raddiff_evaluator.servicer import EvaluatorServicer
 from raddiff_evaluator.settings import EvaluatorSettings
+from raddiff_kit.server import Registration, ServiceApp
+from raddiff_kit.settings import load_settings
 
 SERVICE = evaluator_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from raddiff_kit.errors import FailedPrecondition
 
 

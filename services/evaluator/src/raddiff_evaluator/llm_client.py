@@ -5,12 +5,12 @@ with a deadline on every call. The proxy's status codes pass through as the kit'
 from __future__ import annotations
 
 import grpc
+
 from raddiff.v1 import common_pb2, llm_pb2, llm_pb2_grpc
+from raddiff_evaluator.llm_judge import ChatTurn
 from raddiff_kit import errors
 from raddiff_kit.client import open_channel
 from raddiff_kit.deadlines import Deadline
-
-from raddiff_evaluator.llm_judge import ChatTurn
 
 SERVICE = "raddiff.v1.LLMProxyService"
 

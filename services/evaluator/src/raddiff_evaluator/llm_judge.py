@@ -12,10 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from raddiff_evaluator.engine import JudgeBackend, JudgeInput, Verdict
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import ServiceError
-
-from raddiff_evaluator.engine import JudgeBackend, JudgeInput, Verdict
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from raddiff_kit.deadlines import Deadline, run_blocking
 
 from raddiff_evaluator import lexicon as lx
 from raddiff_evaluator.embedder import SentenceEmbedder
 from raddiff_evaluator.engine import JudgeBackend, JudgeInput, Verdict
 from raddiff_evaluator.findings import Attributes, Mention, parse
+from raddiff_kit.deadlines import Deadline, run_blocking
 
 
 @dataclass(frozen=True)

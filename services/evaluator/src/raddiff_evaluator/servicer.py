@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import grpc
-from raddiff.v1 import evaluator_pb2, evaluator_pb2_grpc
-from raddiff_kit.deadlines import Deadline
 
+from raddiff.v1 import evaluator_pb2, evaluator_pb2_grpc
 from raddiff_evaluator.engine import Evaluator, JudgeInput
+from raddiff_kit.deadlines import Deadline
 
 
 class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from raddiff_kit.settings import ServiceSettings
 
 Backend = Literal["semantic", "llm"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from raddiff_kit.server import main
-
 from raddiff_llm_proxy.app import build_app
 
 

@@ -6,7 +6,6 @@ from raddiff.v1 import llm_pb2, llm_pb2_grpc
 from raddiff_kit.images import ImageStore
 from raddiff_kit.server import Registration, ServiceApp
 from raddiff_kit.settings import SharedSettings, load_settings
-
 from raddiff_llm_proxy.cache import CachingEngine, ResponseCache
 from raddiff_llm_proxy.engine import ChatEngine, OpenAICompatibleEngine, UnconfiguredEngine
 from raddiff_llm_proxy.servicer import LLMProxyServicer

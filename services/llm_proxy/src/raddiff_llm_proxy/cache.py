@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from raddiff_kit.deadlines import Deadline
-
 from raddiff_llm_proxy.engine import ChatAnswer, ChatCall, ChatEngine, ImagePart
 from raddiff_llm_proxy.metrics import CACHE_LOOKUPS
 

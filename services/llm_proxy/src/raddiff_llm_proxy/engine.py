@@ -20,6 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import openai
+
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import (
     DeadlineExceeded,
@@ -30,7 +31,6 @@ from raddiff_kit.errors import (
     Unavailable,
 )
 from raddiff_kit.logs import log_fields
-
 from raddiff_llm_proxy.metrics import COMPLETION_TOKENS, COST, PROMPT_TOKENS, UPSTREAM_CALLS
 from raddiff_llm_proxy.settings import LLMSettings
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import grpc
 from PIL import Image
+
 from raddiff.v1 import common_pb2, llm_pb2, llm_pb2_grpc
 from raddiff_kit.deadlines import Deadline, run_blocking
 from raddiff_kit.errors import FailedPrecondition, InvalidArgument
 from raddiff_kit.images import ImageStore, decode_image
-
 from raddiff_llm_proxy.engine import ChatCall, ChatEngine, ChatSampling, ImagePart, Message, TextPart
 
 ROLES = ("system", "user", "assistant")

@@ -1,5 +1,4 @@
 from raddiff_kit.server import main as serve
-
 from raddiff_localize.app import build_app
 
 

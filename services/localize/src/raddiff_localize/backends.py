@@ -1,9 +1,10 @@
 """Localize backends: one normalised box per finding.
 
-Only the "llm" backend exists now: it draws sets A and B as one grid, asks
-the LLM proxy for a box per finding under a JSON schema, and repairs what
-comes back within a bound. Issue 4 adds a VLM-grounding backend and a
-model-based one (patch-level similarity from the embedding service) beside it.
+"llm" draws sets A and B as one grid, asks the LLM proxy for a box per
+finding under a JSON schema, and repairs what comes back within a bound.
+"model" (model_backend.py) finds where the embedding model's patch-level
+similarity to the finding differs most between A and B. "vlm"
+(vlm_backend.py) asks the VLM to ground the finding on A's images.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import json
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+
 from raddiff.v1 import common_pb2, llm_pb2, llm_pb2_grpc
 from raddiff_kit.client import ServiceClient, open_channel
 from raddiff_kit.deadlines import Deadline, run_blocking
 from raddiff_kit.errors import (
     DeadlineExceeded,
     FailedPrecondition,
+    InvalidArgument,
+    NotFound,
     ResourceExhausted,
     ServiceError,
     Unavailable,
 )
-
 from raddiff_localize.boxes import ParsedAnswer, box_schema, finding_label, parse_answer
 from raddiff_localize.engine import GRID_LAYOUT, WHOLE_IMAGE, GridEngine, NormBox, Ref, RenderedGrid
 
@@ -62,12 +66,45 @@ SYSTEM_PROMPT = (
     "Answer only with JSON that matches the given schema."
 )
 
-_PROXY_ERRORS: dict[grpc.StatusCode, type[ServiceError]] = {
+_UPSTREAM_ERRORS: dict[grpc.StatusCode, type[ServiceError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
 }
+# When the upstream service loads the caller's images, its verdict on them is the caller's problem.
+_IMAGE_ERRORS: dict[grpc.StatusCode, type[ServiceError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+}
+
+
+def connect(target: str, service: str, stub_class: type, timeout_s: float) -> ServiceClient | None:
+    """A client of `service` at `target`, or None when no target is configured."""
+    if not target:
+        return None
+    channel = open_channel(target, service)
+    return ServiceClient(channel, stub_class(channel), timeout_s)
+
+
+async def call_upstream(
+    client: ServiceClient, method: str, request: object, deadline: Deadline, who: str, loads_images: bool = False
+) -> Any:
+    """One call, its timeout capped by the caller's deadline; a failure becomes the kit error that fits it.
+
+    who: how the error names the service ("the LLM proxy"). loads_images: the service reads the caller's
+    images, so its INVALID_ARGUMENT and NOT_FOUND pass through as such.
+    """
+    remaining = deadline.remaining()
+    timeout = client.timeout_s if remaining is None else min(client.timeout_s, remaining)
+    if timeout <= 0:
+        raise DeadlineExceeded(f"the caller's deadline passed before {who} answered")
+    try:
+        return await client.call(method, request, timeout_s=timeout)
+    except grpc.aio.AioRpcError as exc:
+        errors = {**_UPSTREAM_ERRORS, **(_IMAGE_ERRORS if loads_images else {})}
+        error = errors.get(exc.code(), ServiceError)
+        raise error(f"{who} answered {exc.code().name}: {exc.details()}") from None
 
 
 def localize_prompt(findings: list[str], grid: RenderedGrid) -> str:
@@ -99,9 +136,7 @@ class LLMBackend(LocalizeBackend):
         self._attempts = retries + 1
 
     async def start(self) -> None:
-        if self._target:
-            channel = open_channel(self._target, LLM_SERVICE)
-            self._client = ServiceClient(channel, llm_pb2_grpc.LLMProxyServiceStub(channel), self._timeout_s)
+        self._client = connect(self._target, LLM_SERVICE, llm_pb2_grpc.LLMProxyServiceStub, self._timeout_s)
 
     async def stop(self) -> None:
         if self._client is not None:
@@ -149,21 +184,13 @@ class LLMBackend(LocalizeBackend):
     async def _chat(
         self, client: ServiceClient, messages: list[llm_pb2.ChatMessage], schema: str, count: int, deadline: Deadline
     ) -> str:
-        remaining = deadline.remaining()
-        timeout = self._timeout_s if remaining is None else min(self._timeout_s, remaining)
-        if timeout <= 0:
-            raise DeadlineExceeded("the caller's deadline passed before the LLM answered")
         request = llm_pb2.ChatRequest(
             model=self._model,
             messages=messages,
             json_schema=schema,
             sampling=common_pb2.SamplingParams(max_tokens=200 + 80 * count, temperature=0.0),
         )
-        try:
-            response = await client.call("Chat", request, timeout_s=timeout)
-        except grpc.aio.AioRpcError as exc:
-            error = _PROXY_ERRORS.get(exc.code(), ServiceError)
-            raise error(f"the LLM proxy answered {exc.code().name}: {exc.details()}") from None
+        response = await call_upstream(client, "Chat", request, deadline, "the LLM proxy")
         return response.text
 
 

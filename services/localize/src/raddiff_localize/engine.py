@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image
+
 from raddiff_kit.errors import InvalidArgument, ServiceError
 from raddiff_kit.images import ImageStore
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
+
 from raddiff.v1 import common_pb2, localize_pb2, localize_pb2_grpc
 from raddiff_kit.deadlines import Deadline, run_blocking
 from raddiff_kit.errors import InvalidArgument
-
 from raddiff_localize.backends import LocalizeBackend, LocalizeJob
 from raddiff_localize.engine import GRID_LAYOUT, ZOOM_LAYOUT, GridEngine, Layout, NormBox, Ref, Stored
 from raddiff_localize.settings import LocalizeSettings

@@ -7,18 +7,24 @@ from raddiff_kit.errors import ServiceError
 from raddiff_kit.images import ImageStore
 from raddiff_kit.server import Registration, ServiceApp
 from raddiff_kit.settings import SharedSettings, load_settings
-
-from raddiff_vlm.engine import create_engine
+from raddiff_vlm.engine import VLMEngine, create_engine
 from raddiff_vlm.servicer import VLMServicer
 from raddiff_vlm.settings import VLMSettings
 
 SERVICE_FULL_NAME = vlm_pb2.DESCRIPTOR.services_by_name["VLMService"].full_name
 
 
-def build_app(settings: VLMSettings | None = None, shared: SharedSettings | None = None) -> ServiceApp:
+def build_app(
+    settings: VLMSettings | None = None, shared: SharedSettings | None = None, engine: VLMEngine | None = None
+) -> ServiceApp:
+    """The service around `engine`, or around the engine the settings choose (RADDIFF_VLM_ENGINE)."""
     settings = settings or load_settings(VLMSettings)
     shared = shared or load_settings(SharedSettings)
-    engine = create_engine(settings, shared)
+    if engine is None:
+        try:
+            engine = create_engine(settings, shared)
+        except ServiceError as exc:  # the chosen engine is not installed here
+            raise SystemExit(f"raddiff-vlm cannot start: {exc.message}") from None
     images = ImageStore(shared.root_paths(), shared.scratch_dir)
 
     async def start_engine() -> None:

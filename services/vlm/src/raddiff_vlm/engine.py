@@ -9,15 +9,16 @@ image that serves one engine need not install another's dependencies.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 from PIL import Image
-from raddiff_kit.deadlines import Deadline
-from raddiff_kit.errors import InvalidArgument, Unimplemented
-from raddiff_kit.settings import SharedSettings
 
+from raddiff_kit.deadlines import Deadline
+from raddiff_kit.errors import FailedPrecondition, InvalidArgument, Unimplemented
+from raddiff_kit.settings import SharedSettings
 from raddiff_vlm.settings import VLMSettings
 
 FinishReason = Literal["stop", "length"]
@@ -25,12 +26,16 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass(frozen=True)
 class Sampling:
-    """Resolved sampling: max_tokens > 0, temperature 0 is greedy, seed None is unseeded."""
+    """Resolved sampling: max_tokens > 0, temperature 0 is greedy, seed None is unseeded.
+
+    json_schema, when set, is a JSON object (as text) the answer must follow.
+    """
 
     max_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    json_schema: str | None = None
 
     @property
     def greedy(self) -> bool:
@@ -50,6 +55,8 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+    # The completion's token ids, the stop token included (len == completion_tokens).
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ class VLMEngine(ABC):
                 f"request has {n_images} images; this server accepts at most {limit} per request "
                 "(RADDIFF_VLM_MAX_IMAGES_PER_REQUEST)"
             )
-        return resolve_sampling(
+        sampling = resolve_sampling(
             max_tokens,
             temperature,
             top_p,
@@ -127,6 +134,7 @@ class VLMEngine(ABC):
             default_max_tokens=self.settings.default_max_tokens,
             max_tokens_limit=self.settings.max_tokens_limit,
         )
+        return replace(sampling, json_schema=parse_json_schema(json_schema)) if json_schema else sampling
 
 
 def resolve_sampling(
@@ -157,10 +165,30 @@ def resolve_sampling(
     )
 
 
+def parse_json_schema(text: str) -> str:
+    """The request's json_schema if it is a JSON object; whether the engine can follow it is the engine's to say."""
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"json_schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise InvalidArgument(f"json_schema must be a JSON object (a JSON Schema), got {type(schema).__name__}")
+    return text
+
+
 def create_engine(settings: VLMSettings, shared: SharedSettings) -> VLMEngine:
     """The engine RADDIFF_VLM_ENGINE names (settings already refused unknown names)."""
     if settings.engine == "transformers":
         from raddiff_vlm.transformers_engine import TransformersEngine
 
         return TransformersEngine(settings, checkpoint=settings.checkpoint_path(shared))
+    if settings.engine == "vllm":
+        try:
+            from raddiff_vlm.vllm_engine import VLLMEngine
+        except ImportError as exc:
+            raise FailedPrecondition(
+                f"RADDIFF_VLM_ENGINE=vllm but vLLM cannot be imported ({exc}); serve from an image or venv with "
+                "vllm installed (scripts/make-vllm-env.sh), or choose RADDIFF_VLM_ENGINE=transformers"
+            ) from exc
+        return VLLMEngine(settings, checkpoint=settings.checkpoint_path(shared))
     raise ValueError(f"unknown VLM engine {settings.engine!r}")

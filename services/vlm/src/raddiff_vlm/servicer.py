@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 from PIL import Image
+
 from raddiff.v1 import common_pb2, vlm_pb2, vlm_pb2_grpc
 from raddiff_kit.deadlines import Deadline, run_blocking
 from raddiff_kit.images import ImageStore
-
 from raddiff_vlm.engine import GenerationRequest, VLMEngine
 
 

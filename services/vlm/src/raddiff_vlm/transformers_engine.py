@@ -24,15 +24,10 @@ from typing import Any
 
 import torch
 from PIL import Image
-from raddiff_kit.batching import MicroBatcher
-from raddiff_kit.deadlines import Deadline
-from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
-from raddiff_kit.logs import log_fields
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForImageTextToText,
-    AutoProcessor,
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
@@ -41,8 +36,20 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from raddiff_kit.batching import MicroBatcher
+from raddiff_kit.deadlines import Deadline
+from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
+from raddiff_kit.logs import log_fields
 from raddiff_vlm.engine import EngineInfo, GenerationRequest, GenerationResult, Sampling, VLMEngine
-from raddiff_vlm.metrics import ABANDONED, GENERATED_TOKENS, PROMPT_TOKENS
+from raddiff_vlm.hf_checkpoint import (
+    answer_text,
+    eos_token_ids,
+    image_placeholder,
+    load_processor,
+    render_prompt,
+    require_checkpoint,
+)
+from raddiff_vlm.metrics import ABANDONED, GENERATED_TOKENS, PROMPT_TOKENS, QueueFigures
 from raddiff_vlm.settings import VLMSettings
 
 log = logging.getLogger("raddiff.vlm.transformers")
@@ -137,6 +144,7 @@ class TransformersEngine(VLMEngine):
         self._eos_ids: list[int] = []
         self._pad_id = 0
         self._max_context = 0
+        self._queue = QueueFigures(self.name)
         self._batcher: MicroBatcher[_Job, GenerationResult | ServiceError] = MicroBatcher(
             self._run_batch,
             service_name="vlm",
@@ -153,18 +161,13 @@ class TransformersEngine(VLMEngine):
 
     def _load(self) -> None:
         path = self.checkpoint
-        if not (path / "config.json").is_file():
-            raise FailedPrecondition(
-                f"no VLM checkpoint at {path} (config.json missing): set RADDIFF_VLM_CHECKPOINT, or build one with "
-                f"`python -m raddiff_vlm.checkpoints init-random {path}`"
-            )
+        require_checkpoint(path)
         hf_logging.disable_progress_bar()
         if self.settings.torch_threads:
             torch.set_num_threads(self.settings.torch_threads)
         remote = self.settings.trust_remote_code
-        extra = {"backend": self.settings.image_backend} if self.settings.image_backend else {}
         try:
-            processor = AutoProcessor.from_pretrained(path, trust_remote_code=remote, **extra)
+            processor = load_processor(path, trust_remote_code=remote, image_backend=self.settings.image_backend)
             config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
             model_class = _model_class(config)
             dtype = "auto" if self.settings.dtype == "auto" else getattr(torch, self.settings.dtype)
@@ -178,7 +181,7 @@ class TransformersEngine(VLMEngine):
         processor.tokenizer.padding_side = "left"  # generation appends on the right
         self._model = model.to(self.settings.device).eval()
         self._processor = processor
-        self._eos_ids = _eos_ids(model.generation_config, processor.tokenizer)
+        self._eos_ids = eos_token_ids(model.generation_config, processor.tokenizer)
         pad = model.generation_config.pad_token_id
         self._pad_id = pad if pad is not None else (processor.tokenizer.pad_token_id or self._eos_ids[0])
         self._max_context = model.config.get_text_config().max_position_embeddings
@@ -201,30 +204,34 @@ class TransformersEngine(VLMEngine):
         )
 
     def image_placeholder(self) -> str | None:
-        return getattr(self._processor, "image_token", None) or "<image>"
+        return image_placeholder(self._processor)
 
     async def generate(self, request: GenerationRequest, deadline: Deadline) -> GenerationResult:
-        job = _Job(self._render(request), request.images, request.sampling, deadline)
+        text = render_prompt(self._processor, request.prompt, len(request.images))
+        job = _Job(text, request.images, request.sampling, deadline)
+        self._queue.accepted(1)
         try:
             [result] = await self._batcher.submit([job], deadline)
         except asyncio.CancelledError:
             job.cancelled.set()  # the worker stops decoding this row at its next step
             raise
+        finally:
+            self._queue.accepted(-1)
         if isinstance(result, ServiceError):
             raise result
         return result
 
-    def _render(self, request: GenerationRequest) -> str:
-        processor = self._processor
-        if getattr(processor, "chat_template", None):
-            content = [{"type": "image"} for _ in request.images] + [{"type": "text", "text": request.prompt}]
-            messages = [{"role": "user", "content": content}]
-            return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return (self.image_placeholder() or "") * len(request.images) + request.prompt
-
     # -- the batch worker (runs in a thread) --------------------------------
     def _run_batch(self, jobs: list[_Job]) -> list[GenerationResult | ServiceError]:
         results: list[GenerationResult | ServiceError | None] = [None] * len(jobs)
+        self._queue.running(len(jobs))
+        try:
+            self._run_groups(jobs, results)
+        finally:
+            self._queue.running(0)
+        return [r for r in results if r is not None]
+
+    def _run_groups(self, jobs: list[_Job], results: list[GenerationResult | ServiceError | None]) -> None:
         # The processor pads images per row; a row without images cannot share a batch with rows that have them.
         groups: dict[bool, list[int]] = defaultdict(list)
         for index, job in enumerate(jobs):
@@ -233,7 +240,6 @@ class TransformersEngine(VLMEngine):
             outputs = self._generate_group([jobs[i] for i in indices])
             for i, out in zip(indices, outputs, strict=True):
                 results[i] = out
-        return [r for r in results if r is not None]
 
     def _generate_group(self, jobs: list[_Job]) -> list[GenerationResult | ServiceError]:
         try:
@@ -304,12 +310,14 @@ class TransformersEngine(VLMEngine):
                 results.append(DeadlineExceeded(f"stopped decoding after {generated} tokens: caller {reason}"))
                 continue
             finish = "stop" if stop_at is not None else "length"
-            completion = tokens[:stop_at] if stop_at is not None else tokens
-            text = self._processor.tokenizer.decode(completion, skip_special_tokens=True).strip()
-            n_completion = len(completion) + (1 if stop_at is not None else 0)  # the stop token counts
+            answer = tokens[:stop_at] if stop_at is not None else tokens
+            completion = tokens[: stop_at + 1] if stop_at is not None else tokens  # the stop token counts
+            text = answer_text(self._processor.tokenizer, answer)
             PROMPT_TOKENS.labels(self.name).inc(prompt_lengths[row])
-            GENERATED_TOKENS.labels(self.name).inc(n_completion)
-            results.append(GenerationResult(text, int(prompt_lengths[row]), n_completion, finish))
+            GENERATED_TOKENS.labels(self.name).inc(len(completion))
+            results.append(
+                GenerationResult(text, int(prompt_lengths[row]), len(completion), finish, token_ids=tuple(completion))
+            )
         return results
 
 
@@ -321,11 +329,3 @@ def _model_class(config: Any) -> Any:
             return cls
     return AutoModelForImageTextToText
 
-
-def _eos_ids(generation_config: GenerationConfig, tokenizer: Any) -> list[int]:
-    eos = generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    if eos is None:
-        raise FailedPrecondition("the checkpoint defines no end-of-sequence token (generation_config or tokenizer)")
-    return list(eos) if isinstance(eos, list | tuple) else [int(eos)]

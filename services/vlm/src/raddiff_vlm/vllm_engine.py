@@ -1,0 +1,259 @@
+"""The vLLM engine: vLLM's AsyncLLM inside the service process.
+
+Every generate() call is its own vLLM request; vLLM's scheduler batches the
+requests in flight continuously (no MicroBatcher), each with its own sampling,
+max_tokens and JSON schema. When the caller's deadline passes or the caller
+goes away, the request is aborted in vLLM, so no more tokens are spent on it.
+
+AsyncLLM runs its engine core in one child process; VLLM_ENABLE_V1_MULTIPROCESSING=0
+with the "uni" executor keeps the model worker inside that process instead of a
+second one. The prompt is rendered and the answer decoded with the checkpoint's
+own processor, exactly as the transformers engine does, so both engines' greedy
+answers agree for a model both can run.
+
+vLLM's scheduler figures (requests running and waiting, KV cache use) reach the
+service's Prometheus metrics through a stat logger, every engine step.
+
+This module imports vllm: raddiff_vlm.engine.create_engine imports it only when
+RADDIFF_VLM_ENGINE=vllm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from transformers import GenerationConfig
+from vllm import AsyncEngineArgs, SamplingParams
+from vllm.exceptions import GracefulHTTPError, VLLMClientError
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+from vllm.v1.metrics.loggers import StatLoggerBase
+
+from raddiff_kit.deadlines import Deadline
+from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from raddiff_kit.logs import log_fields
+from raddiff_vlm.engine import EngineInfo, FinishReason, GenerationRequest, GenerationResult, Sampling, VLMEngine
+from raddiff_vlm.hf_checkpoint import (
+    answer_text,
+    eos_token_ids,
+    image_placeholder,
+    load_processor,
+    render_prompt,
+    require_checkpoint,
+)
+from raddiff_vlm.metrics import (
+    ABANDONED,
+    GENERATED_TOKENS,
+    KV_CACHE_USAGE,
+    PROMPT_TOKENS,
+    REQUESTS_RUNNING,
+    REQUESTS_WAITING,
+)
+from raddiff_vlm.settings import VLMSettings
+
+log = logging.getLogger("raddiff.vlm.vllm")
+
+# Read by vLLM when the engine is created; a value already in the environment wins.
+_VLLM_ENVIRONMENT = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # with the uni executor: no separate worker process
+    "VLLM_HOST_IP": "127.0.0.1",  # the engine core is local; otherwise vLLM picks eth0's address
+    "VLLM_NO_USAGE_STATS": "1",
+    "VLLM_DO_NOT_TRACK": "1",
+}
+# vLLM raises any temperature below this to it (against NaN); such a request asks for all but greedy decoding.
+VLLM_MIN_TEMPERATURE = 0.01
+
+
+class SchedulerFigures(StatLoggerBase):
+    """vLLM's stat logger interface: copies the scheduler's queue figures to the service's gauges."""
+
+    def __init__(self, vllm_config: Any, engine_index: int = 0, engine_name: str = "vllm") -> None:
+        self.running = REQUESTS_RUNNING.labels(engine_name)
+        self.waiting = REQUESTS_WAITING.labels(engine_name)
+        self.kv_cache = KV_CACHE_USAGE.labels(engine_name)
+
+    def record(
+        self,
+        scheduler_stats: Any,
+        iteration_stats: Any,
+        mm_cache_stats: Any = None,
+        engine_idx: int = 0,
+    ) -> None:
+        if scheduler_stats is None:
+            return
+        self.running.set(scheduler_stats.num_running_reqs)
+        # Requests deferred by a transient constraint wait too.
+        self.waiting.set(scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs)
+        self.kv_cache.set(scheduler_stats.kv_cache_usage)
+
+    def log_engine_initialized(self) -> None:
+        pass
+
+
+class VLLMEngine(VLMEngine):
+    name = "vllm"
+    supports_json_schema = True
+
+    def __init__(self, settings: VLMSettings, checkpoint: Path) -> None:
+        super().__init__(settings)
+        self.checkpoint = Path(checkpoint)
+        self._engine: AsyncLLM | None = None
+        self._processor: Any = None
+        self._eos_ids: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        require_checkpoint(self.checkpoint)
+        for key, value in _VLLM_ENVIRONMENT.items():
+            os.environ.setdefault(key, value)
+        # Loading blocks for seconds (the engine core process starts and profiles the model).
+        await asyncio.get_running_loop().run_in_executor(None, self._load)
+
+    def _load(self) -> None:
+        settings = self.settings
+        try:
+            processor = load_processor(
+                self.checkpoint, trust_remote_code=settings.trust_remote_code, image_backend=settings.image_backend
+            )
+            generation_config = GenerationConfig.from_pretrained(self.checkpoint)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            raise FailedPrecondition(f"cannot load the VLM checkpoint at {self.checkpoint}: {exc}") from exc
+        args = AsyncEngineArgs(
+            model=str(self.checkpoint),
+            trust_remote_code=settings.trust_remote_code,
+            dtype=settings.dtype,
+            max_model_len=settings.vllm_max_model_len or None,
+            max_num_seqs=settings.max_batch,
+            enforce_eager=settings.vllm_enforce_eager,
+            kv_cache_memory_bytes=settings.vllm_kv_cache_bytes or None,
+            gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+            limit_mm_per_prompt={"image": settings.max_images_per_request},
+            distributed_executor_backend="uni",
+            # Stats go to SchedulerFigures only, not to vLLM's own log lines and Prometheus registry.
+            disable_log_stats=True,
+        )
+        try:
+            engine = AsyncLLM.from_engine_args(
+                args, stat_loggers=[lambda config, index: SchedulerFigures(config, index, self.name)]
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise FailedPrecondition(f"vLLM cannot serve the checkpoint at {self.checkpoint}: {exc}") from exc
+        self._processor = processor
+        self._eos_ids = eos_token_ids(generation_config, processor.tokenizer)
+        self._engine = engine
+        log_fields(
+            log,
+            "vlm model loaded",
+            checkpoint=str(self.checkpoint),
+            engine=self.name,
+            max_model_len=engine.model_config.max_model_len,
+            kv_cache_bytes=settings.vllm_kv_cache_bytes,
+        )
+
+    async def stop(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            # Stops the engine core process; waits for it, so it runs off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, engine.shutdown)
+
+    # -- the interface -----------------------------------------------------
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            model=self.checkpoint.name,
+            engine=self.name,
+            max_images_per_request=self.settings.max_images_per_request,
+            max_tokens=self.settings.max_tokens_limit,
+        )
+
+    def image_placeholder(self) -> str | None:
+        return image_placeholder(self._processor)
+
+    def unfinished_requests(self) -> int:
+        """Requests vLLM still holds (waiting, running, or finishing)."""
+        return self._engine.get_num_unfinished_requests() if self._engine is not None else 0
+
+    async def generate(self, request: GenerationRequest, deadline: Deadline) -> GenerationResult:
+        engine = self._engine
+        if engine is None:
+            raise Unavailable("the vLLM engine is not running")
+        deadline.check()
+        prompt: dict[str, Any] = {"prompt": render_prompt(self._processor, request.prompt, len(request.images))}
+        if request.images:
+            prompt["multi_modal_data"] = {"image": request.images}
+        request_id = uuid.uuid4().hex
+        tokens: list[int] = []
+        prompt_tokens = 0
+        finish: FinishReason | str | None = None
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                async for output in engine.generate(prompt, self._sampling_params(request.sampling), request_id):
+                    prompt_tokens = len(output.prompt_token_ids or ())
+                    completion = output.outputs[0]
+                    tokens.extend(completion.token_ids)
+                    finish = completion.finish_reason
+        except TimeoutError:
+            await self._abandon(engine, request_id, "deadline", len(tokens))
+            raise DeadlineExceeded(f"stopped decoding after {len(tokens)} tokens: caller deadline") from None
+        except asyncio.CancelledError:
+            await self._abandon(engine, request_id, "cancelled", len(tokens))
+            raise
+        except VLLMClientError as exc:
+            raise InvalidArgument(f"vLLM refused the request: {exc}") from exc
+        except GracefulHTTPError as exc:
+            raise Unavailable(f"vLLM is busy: {exc.message}") from exc
+        except EngineDeadError as exc:
+            raise Unavailable(f"the vLLM engine died: {exc}") from exc
+        except EngineGenerateError as exc:
+            # vLLM wraps what its input processing refuses (a prompt longer than the context, a schema its
+            # grammar backend cannot compile) as a generic engine error; those are the request's fault.
+            if isinstance(exc.__cause__, ValueError | TypeError):
+                raise InvalidArgument(f"vLLM refused the request: {exc.__cause__}") from exc
+            raise
+        if finish not in ("stop", "length"):
+            raise Unavailable(f"vLLM ended the request without an answer (finish reason {finish!r})")
+        return self._result(tokens, prompt_tokens, finish)
+
+    # -- helpers -----------------------------------------------------------
+    def _sampling_params(self, sampling: Sampling) -> SamplingParams:
+        structured = None
+        if sampling.json_schema is not None:
+            # No free whitespace: a small model can otherwise fill max_tokens with newlines between fields.
+            structured = StructuredOutputsParams(json=sampling.json_schema, disable_any_whitespace=True)
+        # The limit of sampling as the temperature falls is greedy decoding, as in the transformers engine.
+        temperature = 0.0 if sampling.temperature < VLLM_MIN_TEMPERATURE else sampling.temperature
+        return SamplingParams(
+            max_tokens=sampling.max_tokens,
+            temperature=temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            stop_token_ids=self._eos_ids,
+            structured_outputs=structured,
+            # Token ids only, as they come: decoding happens once, as the transformers engine does it.
+            detokenize=False,
+            output_kind=RequestOutputKind.DELTA,
+        )
+
+    def _result(self, tokens: list[int], prompt_tokens: int, finish: FinishReason) -> GenerationResult:
+        # "stop" means a stop token ended the answer (no stop strings are used); vLLM keeps it in token_ids.
+        answer = tokens[:-1] if finish == "stop" else tokens
+        PROMPT_TOKENS.labels(self.name).inc(prompt_tokens)
+        GENERATED_TOKENS.labels(self.name).inc(len(tokens))
+        return GenerationResult(
+            text=answer_text(self._processor.tokenizer, answer),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens),
+            finish_reason=finish,
+            token_ids=tuple(tokens),
+        )
+
+    async def _abandon(self, engine: AsyncLLM, request_id: str, reason: str, generated: int) -> None:
+        # vLLM aborts a request whose generator is cancelled; aborting again by id makes sure of it.
+        await engine.abort(request_id)
+        ABANDONED.labels(self.name, reason).inc()
+        GENERATED_TOKENS.labels(self.name).inc(generated)

@@ -1,0 +1,223 @@
+"""The agent's parts that need no model: the config (RadDiff's keys, defaults, errors naming the key,
+the shipped YAML files), deduplication's folding and threshold, the repair of bad boxes, the offline
+proposer's refinement, and the LLM deduplication's error paths (the LLM stands for a paid API)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raddiff_orchestrator.agent.config import AgentConfig, ConfigError, parse_config, read_yaml
+from raddiff_orchestrator.agent.dedup import (
+    LexicalDeduplicator,
+    LLMDeduplicator,
+    greedy_representatives,
+    lexical_unique,
+    normal_form,
+)
+from raddiff_orchestrator.agent.ports import Box, ChatMessage, Sampling
+from raddiff_orchestrator.agent.proposers import (
+    ContrastProposer,
+    Evidence,
+    ProposalInput,
+    feedback_block,
+    log_odds_z,
+    region_words,
+)
+from raddiff_orchestrator.agent.results import BoxOut, RankedBrief, VisualSearch
+from raddiff_orchestrator.agent.steps import WHOLE_IMAGE, repair_boxes
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+# -- config -------------------------------------------------------------------------------------
+def test_the_defaults_are_raddiffs() -> None:
+    base = parse_config(read_yaml(CONFIGS / "raddiff_base.yaml"))
+    defaults = AgentConfig()
+    # "auto" resolves to RadDiff's choice whenever an LLM is configured (and to the offline path otherwise)
+    assert defaults.proposer.method == "auto" and defaults.proposer.box_source == "auto"
+    assert defaults.dedup.method == "auto"
+    resolved = defaults.model_copy(
+        update={
+            "proposer": defaults.proposer.model_copy(update={"method": "raddiff", "box_source": "llm"}),
+            "dedup": defaults.dedup.model_copy(update={"method": "llm"}),
+            "ranker": defaults.ranker.model_copy(update={"max_num_samples": 5000}),
+        }
+    )
+    assert resolved == base
+    assert (base.num_iterations, base.proposer.num_rounds, base.proposer.num_samples) == (2, 3, 20)
+    assert (base.proposer.topk, base.proposer.iterative_cropping, base.evaluator.n_hypotheses) == (5, True, 100)
+
+
+@pytest.mark.parametrize("name", ["raddiff_base", "visdiff_baseline", "embedded", "embedded_baseline"])
+def test_the_shipped_configs_load(name: str) -> None:
+    config = parse_config(read_yaml(CONFIGS / f"{name}.yaml"))
+    assert AgentConfig.model_validate(config.to_json()) == config
+
+
+def test_shipped_configs_say_what_they_are() -> None:
+    visdiff = parse_config(read_yaml(CONFIGS / "visdiff_baseline.yaml"))
+    assert (visdiff.num_iterations, visdiff.proposer.method, visdiff.proposer.iterative_cropping) == (
+        1,
+        "visdiff",
+        False,
+    )
+    embedded = parse_config(read_yaml(CONFIGS / "embedded.yaml"))
+    assert (embedded.num_iterations, embedded.proposer.method, embedded.proposer.box_source) == (2, "offline", "model")
+
+
+@pytest.mark.parametrize(
+    "data, named",
+    [
+        ({"proposer": {"num_round": 3}}, "proposer.num_round: Extra inputs are not permitted"),
+        ({"num_iterations": 0}, "num_iterations: Input should be greater than or equal to 1"),
+        ({"proposer": {"method": "gpt"}}, "proposer.method: Input should be"),
+        ({"ranker": {"scoring": "dot"}}, "ranker.scoring"),
+        ({"dedup": {"threshold": 1.5}}, "dedup.threshold"),
+        ({"wandb": True}, "wandb: Extra inputs"),
+        ({"proposer": {"min_hypotheses": 8, "num_hypotheses": 4}}, "min_hypotheses must not exceed num_hypotheses"),
+    ],
+)
+def test_bad_keys_and_values_are_named(data: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=r"cfg\.yaml: ") as caught:
+        parse_config(data, "cfg.yaml")
+    assert named in str(caught.value)
+
+
+def test_raddiffs_class_names_and_the_first_api_keys_are_understood() -> None:
+    assert parse_config({"proposer": {"method": "VLMANDLLMProposer"}}).proposer.method == "raddiff"
+    assert parse_config({"proposer": {"method": "RadiologyReports"}}).proposer.method == "reports"
+    old = parse_config(
+        {"sample_size": 7, "rank_cap": 40, "proposer": "offline", "max_findings": 6, "judge_backend": "llm"}
+    )
+    assert (old.proposer.num_samples, old.ranker.max_num_samples, old.proposer.method) == (7, 40, "offline")
+    assert (old.proposer.num_hypotheses, old.evaluator.backend) == (6, "llm")
+
+
+def test_yaml_problems_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("proposer: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        read_yaml(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        read_yaml(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        read_yaml(tmp_path / "missing.yaml")
+
+
+# -- deduplication ---------------------------------------------------------------------------------
+def test_trivial_variants_fold_without_a_model() -> None:
+    assert normal_form("Pleural effusions.") == normal_form("pleural  effusion") == "pleural effusion"
+    assert normal_form("Air-space opacities") == "air space opacity"
+    found = lexical_unique(["Pleural effusions.", "pleural effusion", " ", "Cardiomegaly", "cardiomegaly;"])
+    assert found == ["Pleural effusions", "Cardiomegaly"]
+
+
+def test_the_threshold_decides_which_findings_merge() -> None:
+    # unit vectors at 0, 10 and 80 degrees: cos(10) = 0.985, cos(70) = 0.342, cos(80) = 0.174
+    angles = np.radians([0.0, 10.0, 80.0])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    assert greedy_representatives(vectors, 0.99) == [0, 1, 2]
+    assert greedy_representatives(vectors, 0.95) == [0, 2]  # the second joins the first
+    assert greedy_representatives(vectors, 0.1) == [0]
+
+
+class ScriptedChat:
+    """An OpenAI-compatible API stand-in for error paths: answers from a list, records requests."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.requests: list[list[ChatMessage]] = []
+
+    async def chat(
+        self, messages: Sequence[ChatMessage], json_schema: dict[str, Any] | None, sampling: Sampling
+    ) -> str:
+        self.requests.append(list(messages))
+        return self.answers.pop(0)
+
+
+async def test_llm_dedup_lists_the_findings_and_takes_its_answer() -> None:
+    chat = ScriptedChat([json.dumps({"findings": ["right pleural effusion", "cardiomegaly"]})])
+    notes: list[str] = []
+    pooled = ["right pleural effusion", "Right pleural effusions", "effusion on the right", "cardiomegaly"]
+    merged = await LLMDeduplicator(chat, LexicalDeduplicator()).deduplicate(pooled, notes)
+    assert merged == ["right pleural effusion", "cardiomegaly"] and notes == []
+    prompt = chat.requests[0][0].text
+    assert "1. right pleural effusion\n2. effusion on the right\n3. cardiomegaly" in prompt  # folded before asking
+
+
+async def test_llm_dedup_retries_then_falls_back_and_says_so() -> None:
+    chat = ScriptedChat(["merged: effusion", json.dumps({"findings": ["a", "b", "c", "d"]})])
+    notes: list[str] = []
+    merged = await LLMDeduplicator(chat, LexicalDeduplicator()).deduplicate(["effusion", "Effusions", "edema"], notes)
+    assert merged == ["effusion", "edema"]  # the fallback's answer
+    assert "not JSON" in notes[0] and "4 findings, more than the 2 given" in notes[1]
+    assert "used none similarity after 2 unusable LLM answers" in notes[2]
+    assert "cannot be used" in chat.requests[1][-1].text
+
+
+# -- bad boxes -------------------------------------------------------------------------------------------
+def test_bad_boxes_are_repaired_and_noted() -> None:
+    findings = ["effusion", "edema", "nodule", "mass"]
+    boxes = [Box(1.2, -0.1, 0.5, 0.6), Box(0.3, 0.3, 0.3001, 0.5), Box(float("nan"), 0, 1, 1)]
+    notes: list[str] = []
+    fixed = repair_boxes(boxes, findings, notes)
+    assert len(fixed) == 4
+    assert fixed[0] == Box(0.5, 0.0, 1.0, 0.6)  # clamped, then corners swapped
+    assert fixed[1].x1 - fixed[1].x0 == pytest.approx(0.05) and fixed[1].y0 == 0.3  # a sliver widened
+    assert fixed[2] == WHOLE_IMAGE and fixed[3] == WHOLE_IMAGE  # non-finite; missing
+    text = "\n".join(notes)
+    for said in ("3 boxes came back for 4 findings", "clamped", "reversed corners", "thinner", "non-finite"):
+        assert said in text
+    notes.clear()
+    assert repair_boxes([Box(0.1, 0.1, 0.4, 0.4)] * 3, findings[:2], notes) == [Box(0.1, 0.1, 0.4, 0.4)] * 2
+    assert notes == ["search: 3 boxes came back for 2 findings; extra ones ignored"]
+
+
+# -- the offline proposer --------------------------------------------------------------------------------
+def test_log_odds_ranks_frequent_separations_above_rare_ones() -> None:
+    assert log_odds_z(20, 20, 0, 20, 4.0) > log_odds_z(2, 20, 0, 20, 4.0) > 0
+    assert log_odds_z(5, 20, 5, 20, 4.0) == pytest.approx(0.0)
+    assert log_odds_z(0, 20, 20, 20, 4.0) == pytest.approx(-log_odds_z(20, 20, 0, 20, 4.0))
+
+
+def test_region_words_follow_the_radiographic_convention() -> None:
+    assert region_words(0.05, 0.6, 0.35, 0.95) == "right lower"  # the image's left is the patient's right
+    assert region_words(0.65, 0.05, 0.95, 0.3) == "left upper"
+    assert region_words(0.3, 0.3, 0.7, 0.7) == ""
+
+
+async def test_offline_refinement_uses_the_crops_the_box_and_the_feedback() -> None:
+    a = [Evidence(f"file:///a{i}.png", "Heart size is normal.") for i in range(4)]
+    b = [Evidence(f"file:///b{i}.png", "Heart size is normal.") for i in range(4)]
+    search = VisualSearch(
+        finding="opacity",
+        auroc=0.7,
+        box=BoxOut(0.05, 0.6, 0.4, 0.95),
+        backend="model",
+        grid_uri="scratch://g.png",
+        crop_uris={"a": [], "b": []},
+        captions={"a": ["Dense consolidation with air bronchograms."] * 3, "b": ["Clear lung base."] * 3},
+    )
+    feedback = [RankedBrief("opacity", 0.7), RankedBrief("chest wall", 0.4)]
+    given = ProposalInput(a, b, feedback=feedback, searches=[search])
+    found = await ContrastProposer().propose(given, AgentConfig(), [])
+    texts = [p.text for p in found]
+    assert any("consolidation" in t for t in texts)  # contrasted from the crops' descriptions
+    assert "right lower opacity" in texts  # the box lies low on the patient's right
+    assert "opacity" in texts and "chest wall" not in texts  # kept only what beat chance
+    led = {p.text: p.searches for p in found}
+    assert led["right lower opacity"] == (0,) and led["opacity"] == ()
+
+
+def test_feedback_is_written_as_raddiff_does() -> None:
+    block = feedback_block([RankedBrief("pleural effusion", 0.8123), RankedBrief("edema", 0.61)])
+    assert (
+        block == "Top 1 Difference: pleural effusion\nTop 1 Score: 0.812\nTop 2 Difference: edema\nTop 2 Score: 0.610"
+    )
