@@ -9,7 +9,7 @@ export RADDIFF_MODEL_DIR ?= $(CURDIR)/.models
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-PACKAGES   := kit $(sort $(dir $(wildcard services/*/pyproject.toml))) orchestrator $(wildcard synth)
+PACKAGES   := kit $(sort $(dir $(wildcard services/*/pyproject.toml))) orchestrator $(wildcard synth harness training)
 PROTOS     := $(wildcard protos/raddiff/v1/*.proto)
 STUBS_STAMP := kit/src/raddiff/v1/.generated
 INSTALL_STAMP := $(VENV)/.installed
@@ -62,7 +62,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 demo: models
-	$(PY) -m raddiff_orchestrator.demo
+	$(PY) -m raddiff_bench.demo
 
 bench: models
 	$(PY) loadtest/bench.py

@@ -32,11 +32,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 BIN = Path(sys.executable).parent
 # Two pairs of different difficulty, 8 images a set: small enough for a couple of minutes on 2 cores.
 BENCH_PAIRS = ("effusion-right-moderate", "effusion-laterality")
-# The real agent, cut to one iteration of one round on a few images so that a pair takes seconds.
+# The real agent, cut to one iteration of one round so that a pair takes seconds.
 FAST_CONFIG = {
     "seed": 0,
     "num_iterations": 1,
-    "proposer": {"method": "offline", "num_rounds": 1, "num_samples": 4, "iterative_cropping": False},
+    "proposer": {"method": "offline", "num_rounds": 1, "num_samples": 8, "iterative_cropping": False},
     "ranker": {"permutations": 100, "bootstrap": 100},
     "evaluator": {"backend": "semantic"},
 }

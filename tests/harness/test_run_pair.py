@@ -11,6 +11,7 @@ import httpx
 import pytest
 import yaml
 
+from raddiff_bench.cli import EXIT_BAD_INPUT
 from tests.harness.conftest import Bare, bench, write_jsonl
 
 CHART_VALUES = Path(__file__).resolve().parents[2] / "charts" / "raddiff" / "values.yaml"
@@ -28,7 +29,7 @@ def run_pair(jsonl: Path, index: int, url: str, *extra: str) -> tuple[int, dict]
 
 
 def test_the_bad_input_exit_code_is_the_charts() -> None:
-    assert BAD_INPUT == 3
+    assert EXIT_BAD_INPUT == BAD_INPUT
 
 
 def test_images_the_orchestrator_cannot_find_exit_with_the_bad_input_code(bare: Bare, tmp_path: Path) -> None:
@@ -113,3 +114,32 @@ def test_reports_asked_for_but_missing_are_bad_input(bare: Bare, tmp_path: Path)
     config.write_text("proposer:\n  method: reports\n")
     code, line = run_pair(jsonl, 0, bare.url, "--config", str(config))
     assert code == BAD_INPUT and "the config asks for reports but" in line["error"] and "a0.txt" in line["error"]
+
+
+def test_run_reports_failed_pairs_as_failed_and_counts_them_as_zero(bare: Bare, tmp_path: Path) -> None:
+    jsonl = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"set1": "effusion", "set2": "normal", "set1_images": [str(bare.data / "gone.png")],
+             "set2_images": bare.images_b, "pair_id": "gone", "difficulty": "easy"},
+            {"set1": "effusion", "set2": "normal", "set1_images": bare.images_a, "set2_images": bare.images_b,
+             "pair_id": "no-models", "difficulty": "hard"},
+        ],
+    )  # fmt: skip
+    out = tmp_path / "out" / "results.json"
+    proc = bench(
+        "run", "--jsonl", str(jsonl), "--orchestrator", bare.url, "--config", str(_offline_config(tmp_path)),
+        "--out", str(out), "--poll", "0.1",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(out.read_text())
+    assert [(p["id"], p["status"], p["bad_input"]) for p in data["pairs"]] == [
+        ("gone", "failed", True),
+        ("no-models", "failed", False),
+    ]
+    overall = data["table"][-1]
+    assert (overall["group"], overall["pairs"], overall["failed"], overall["acc_at_5"]) == ("overall", 2, 2, 0.0)
+    assert (
+        "  gone [easy]: rejected with HTTP 404" in proc.stdout and "  no-models [hard]: analysis failed" in proc.stdout
+    )
+    assert "[2/2]" in proc.stderr  # a progress line per pair

@@ -301,6 +301,36 @@ async def test_the_loop_feeds_back_and_searches_the_top_findings(stack: Stack) -
         await clients.close()
 
 
+async def test_chexzero_scoring_and_merged_iterations(stack: Stack) -> None:
+    clients = ServiceClients(stack.targets.configured(), timeout_s=60)
+    try:
+        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=4, embed_batch_size=BATCH))
+        proposer = {"method": "offline", "num_samples": 3, "num_rounds": 1, "iterative_cropping": False}
+        config = {"num_iterations": 2, "merge": True, "proposer": proposer, "ranker": {"scoring": "both"}}
+        result = await runner(task_for(stack, **config), _quiet)
+        model = clients.models().embedder
+        assert model is not None
+
+        def unit(matrix: np.ndarray) -> np.ndarray:
+            return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+        images = unit(await model.embed_images(stack.set_a + stack.set_b))
+        texts = [f["finding"] for f in result["findings"]]
+        positive = unit(await model.embed_texts(texts)) @ images.T
+        negative = unit(await model.embed_texts([f"no {t}" for t in texts])) @ images.T
+        for finding, pos, neg in zip(result["findings"], positive, negative, strict=True):
+            # ranked by cosine; CheXzero's softmax of the finding against its negation reported beside it
+            assert finding["auroc"] == pytest.approx(pairwise_auroc(pos[:6], pos[6:]), abs=1e-6)
+            softmax = np.exp(pos) / (np.exp(pos) + np.exp(neg))
+            assert finding["chexzero_auroc"] == pytest.approx(pairwise_auroc(softmax[:6], softmax[6:]), abs=1e-6)
+        # merged: every finding ranked in either iteration, judged again as one list
+        tested = {r["finding"] for it in result["iterations"] for r in it["ranked"]}
+        assert set(texts) == tested and len(texts) == len(tested)
+        assert len(result["evaluation"]["scores"]) == len(texts)
+    finally:
+        await clients.close()
+
+
 async def test_new_samples_each_iteration_when_asked(stack: Stack) -> None:
     clients = ServiceClients(stack.targets.configured(), timeout_s=60)
     try:

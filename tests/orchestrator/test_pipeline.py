@@ -162,3 +162,26 @@ def test_a_task_survives_its_json_round_trip() -> None:
         GroundTruth("a", "b"),
     )
     assert AnalysisTask.from_json(task.to_json()) == task
+
+
+def test_deduplication_choice_follows_the_config_and_the_proposer() -> None:
+    from raddiff_orchestrator.agent.dedup import EmbeddingDeduplicator, LexicalDeduplicator, LLMDeduplicator
+    from raddiff_orchestrator.agent.embeddings import CachedEmbedder, EmbeddingCache
+    from raddiff_orchestrator.agent.pipeline import choose_deduplicator
+
+    chat = object()
+    embedder = CachedEmbedder(object(), EmbeddingCache())  # type: ignore[arg-type]
+
+    def chosen(config: dict, with_chat: bool = True):  # type: ignore[no-untyped-def]
+        agent = AgentConfig.model_validate(config)
+        llm = chat if with_chat else None
+        return choose_deduplicator(agent, choose_proposer(agent, llm), llm, embedder)  # type: ignore[arg-type]
+
+    assert isinstance(chosen({"proposer": {"method": "offline"}}), EmbeddingDeduplicator)
+    assert isinstance(chosen({"proposer": {"method": "offline"}, "dedup": {"method": "llm"}}), LLMDeduplicator)
+    assert isinstance(chosen({"proposer": {"method": "raddiff"}}), LLMDeduplicator)
+    assert isinstance(chosen({"dedup": {"method": "none"}}), LexicalDeduplicator)
+    assert isinstance(chosen({}, with_chat=False), EmbeddingDeduplicator)
+    assert chosen({}).name == "llm"  # auto: the LLM's while the auto proposer still has one
+    with pytest.raises(DependencyError, match="RADDIFF_LLM_TARGET"):
+        chosen({"proposer": {"method": "offline"}, "dedup": {"method": "llm"}}, with_chat=False)

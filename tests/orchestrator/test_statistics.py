@@ -36,6 +36,8 @@ def test_welch_t_without_variance_is_defined() -> None:
     assert t[0] == np.inf and p[0] == 0.0
     t, p = welch_t(np.array([[2.0, 2.0]]), np.array([[2.0, 2.0]]))
     assert t[0] == 0.0 and p[0] == 1.0
+    t, p = welch_t(np.array([[2.0]]), np.array([[1.0, 3.0]]))  # one image: no variance to estimate
+    assert t[0] == 0.0 and p[0] == 1.0
 
 
 def test_benjamini_hochberg_matches_scipy_and_a_hand_example() -> None:

@@ -72,13 +72,28 @@ class Orchestrator:
             raise Unavailable(f"{method} {self.url}{path} answered HTTP {reply.status_code}: {describe(reply)}")
         return reply
 
+    async def _json(self, method: str, path: str, key: str, **kwargs: Any) -> dict[str, Any]:
+        """A 2xx reply's JSON object, which must hold `key`; anything else is the orchestrator's fault."""
+        reply = await self._request(method, path, **kwargs)
+        try:
+            body = reply.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or key not in body:
+            raise Unavailable(
+                f"{method} {self.url}{path} answered {reply.status_code} without {key!r}: {reply.text[:200]}"
+            )
+        return body
+
     async def submit(self, body: dict[str, Any]) -> str:
         """POST /v1/analyses; the new analysis's id. Not retried: a retry could queue the analysis twice."""
-        reply = await self._request("POST", "/v1/analyses", json=body)
-        return str(reply.json()["id"])
+        return str((await self._json("POST", "/v1/analyses", "id", json=body))["id"])
 
     async def get(self, analysis_id: str) -> dict[str, Any]:
-        return (await self._request("GET", f"/v1/analyses/{analysis_id}")).json()
+        try:
+            return await self._json("GET", f"/v1/analyses/{analysis_id}", "status")
+        except Rejected as exc:  # the analysis was accepted, so this is not the pair's fault
+            raise Unavailable(f"analysis {analysis_id} can no longer be read: {exc}") from None
 
     async def cancel(self, analysis_id: str) -> None:
         """DELETE; an analysis that already finished (409) is left as it is."""
@@ -116,5 +131,5 @@ class Orchestrator:
                     await on_progress(view)
             if time.monotonic() > deadline:
                 await self.cancel(analysis_id)
-                raise Unavailable(f"analysis {analysis_id} did not finish within {timeout_s:.0f} s; cancelled it")
+                raise Unavailable(f"analysis {analysis_id} did not finish within {timeout_s:g} s; cancelled it")
             await asyncio.sleep(poll_s)

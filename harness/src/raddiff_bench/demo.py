@@ -25,7 +25,7 @@ from raddiff_bench.config import EMBEDDED_CONFIG, read_config
 from raddiff_bench.pairs import BadInput, load_image_pairs
 from raddiff_bench.results import PairResult, RankedFinding
 from raddiff_bench.runner import RunOptions, evaluator, run_pair
-from raddiff_bench.stack import LocalStack, local_stack, models_ready
+from raddiff_bench.stack import local_stack, models_ready
 
 DEFAULT_PAIR = "effusion-right-moderate"
 
@@ -97,7 +97,10 @@ def print_result(result: PairResult, report_url: str) -> None:
     print(f"evidence report: {report_url}")
 
 
-async def analyse(stack: LocalStack, jsonl: Path, config: dict[str, Any], timeout_s: float) -> tuple[PairResult, str]:
+async def analyse(
+    url: str, evaluator_target: str | None, jsonl: Path, config: dict[str, Any], timeout_s: float
+) -> tuple[PairResult, str]:
+    """The pair through the REST API, printing each change of stage; the result and its report's URL."""
     (pair,) = load_image_pairs(jsonl)
     last = ""
 
@@ -108,7 +111,7 @@ async def analyse(stack: LocalStack, jsonl: Path, config: dict[str, Any], timeou
             print(line, flush=True)
             last = line
 
-    async with Orchestrator(stack.url) as orch, evaluator(stack.evaluator) as judge:
+    async with Orchestrator(url) as orch, evaluator(evaluator_target) as judge:
         result = await run_pair(orch, pair, RunOptions(config, timeout_s, 1.0), judge, progress)
         return result, orch.report_url(result.analysis_id or "<none>")
 
@@ -129,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"agent config (default: {EMBEDDED_CONFIG} when it exists, else the orchestrator's defaults)",
     )
     parser.add_argument("--base-port", type=int, help="the stack's base port (default: 50050 when free)")
+    parser.add_argument(
+        "--orchestrator",
+        help="use this running stack (e.g. `make up`'s http://127.0.0.1:8000) instead of starting one; "
+        "--data-dir must then lie under its RADDIFF_DATA_ROOTS",
+    )
+    parser.add_argument("--evaluator", help="with --orchestrator: the evaluator, for a result left unjudged")
     parser.add_argument("--timeout", type=float, default=900, help="seconds the analysis may take")
     parser.add_argument("--workers", type=int, default=2, help="processes generating images")
     parser.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
@@ -137,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not models_ready(args.model_dir):
+    if not args.orchestrator and not models_ready(args.model_dir):
         print(f"no model checkpoints in {args.model_dir}: run `make models` first", file=sys.stderr)
         return 3
     began = time.monotonic()
@@ -147,13 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 3
-    print(f"starting the local stack (logs in {args.run_dir}/) ...", flush=True)
-    with local_stack([args.data_dir], args.run_dir, args.model_dir, args.base_port, keep=args.keep) as stack:
-        print(f"orchestrator at {stack.url}; config: {args.config or 'the orchestrator defaults'}", flush=True)
-        result, report_url = asyncio.run(analyse(stack, jsonl, config, args.timeout))
+    print(f"config: {args.config or 'the orchestrator defaults'}", flush=True)
+    if args.orchestrator:
+        result, report_url = asyncio.run(analyse(args.orchestrator, args.evaluator, jsonl, config, args.timeout))
         print_result(result, report_url)
-    if args.keep:
-        print(f"the stack is still running: python -m raddiff_kit.localstack down --run-dir {args.run_dir}")
+    else:
+        print(f"starting the local stack (logs in {args.run_dir}/) ...", flush=True)
+        with local_stack([args.data_dir], args.run_dir, args.model_dir, args.base_port, keep=args.keep) as stack:
+            print(f"orchestrator at {stack.url}", flush=True)
+            result, report_url = asyncio.run(analyse(stack.url, stack.evaluator, jsonl, config, args.timeout))
+            print_result(result, report_url)
+        if args.keep:
+            print(f"the stack is still running: python -m raddiff_kit.localstack down --run-dir {args.run_dir}")
+        else:
+            print("stopped the stack (--keep leaves it running, with the report served)")
     print(f"demo finished in {time.monotonic() - began:.1f} s")
     return 0 if result.status == "succeeded" else 1
 

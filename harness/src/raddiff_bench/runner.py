@@ -91,6 +91,8 @@ async def run_pair(
         return result.fail(str(exc), bad_input=True)
     except Unavailable as exc:
         return result.fail(str(exc))
+    except (KeyError, TypeError, ValueError) as exc:  # a result not in the shape raddiff.result/1 promises
+        return result.fail(f"the orchestrator's result cannot be read: {type(exc).__name__}: {exc}")
     finally:
         result.seconds = time.monotonic() - began
 

@@ -101,17 +101,19 @@ def choose_proposer(config: AgentConfig, chat: ChatModel | None) -> Proposer:
 def choose_deduplicator(
     config: AgentConfig, proposer: Proposer, chat: ChatModel | None, embedder: CachedEmbedder
 ) -> Deduplicator:
+    """The configured deduplication; "auto" is the LLM's while the proposer has one (RadDiff), else similarity."""
     by_similarity = EmbeddingDeduplicator(embedder.embed_texts, config.dedup.threshold)
     method = config.dedup.method
-    if method == "auto":
-        method = "llm" if chat is not None and config.proposer.method in LLM_METHODS | {"auto"} else "embedding"
     if method == "none":
         return LexicalDeduplicator()
-    if method == "embedding":
+    if method == "embedding" or (method == "auto" and (chat is None or not proposer.uses_llm)):
         return by_similarity
     if chat is None:
         raise DependencyError("dedup.method is llm but no LLM is configured (RADDIFF_LLM_TARGET)")
-    return _LLMWhileActive(LLMDeduplicator(chat, by_similarity, config.seed), by_similarity, proposer)
+    by_llm = LLMDeduplicator(chat, by_similarity, config.seed)
+    # Under "auto" the proposer may fall back to the offline one; deduplication then follows it.
+    following = method == "auto" and isinstance(proposer, FallbackProposer)
+    return _LLMWhileActive(by_llm, by_similarity, proposer) if following else by_llm
 
 
 class _LLMWhileActive:

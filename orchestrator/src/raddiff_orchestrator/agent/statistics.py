@@ -33,12 +33,13 @@ class FindingStats:
 def welch_t(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Welch's t (A minus B) and its two-sided p-value per row of (findings, n) score matrices.
 
-    Rows with no variance on either side get t = 0, p = 1 when the means agree and +-inf, p = 0 otherwise.
+    Rows with no variance on either side get t = 0, p = 1 when the means agree and +-inf, p = 0 otherwise;
+    with fewer than two scores on a side there is no variance to estimate, and t = 0, p = 1.
     """
     a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
     n_a, n_b = a.shape[1], b.shape[1]
     if n_a < 2 or n_b < 2:
-        raise ValueError("Welch's t needs at least two scores on each side")
+        return np.zeros(a.shape[0]), np.ones(a.shape[0])
     diff = a.mean(1) - b.mean(1)
     va, vb = a.var(1, ddof=1) / n_a, b.var(1, ddof=1) / n_b
     se = np.sqrt(va + vb)
@@ -91,9 +92,10 @@ def bootstrap_auroc_ci(
     a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
     n_a, n_b = a.shape[1], b.shape[1]
     rng = np.random.default_rng(seed)
-    weights_a = _multiplicities(rng, n_a, resamples)  # (resamples, n_a)
-    cumulative = np.zeros((resamples, n_b + 1))
-    np.cumsum(_multiplicities(rng, n_b, resamples), axis=1, out=cumulative[:, 1:])
+    # Laid out image-major, so the sparse product and the sum below run over contiguous memory.
+    weights_a = np.ascontiguousarray(_multiplicities(rng, n_a, resamples).T)  # (n_a, resamples)
+    cumulative = np.zeros((n_b + 1, resamples))
+    np.cumsum(_multiplicities(rng, n_b, resamples).T, axis=0, out=cumulative[1:])
     low = np.empty(a.shape[0])
     high = np.empty(a.shape[0])
     alpha = (1 - level) / 2
@@ -101,10 +103,10 @@ def bootstrap_auroc_ci(
     for row in range(a.shape[0]):
         sorted_b = np.sort(b[row])
         bounds = np.r_[np.searchsorted(sorted_b, a[row], "left"), np.searchsorted(sorted_b, a[row], "right")]
-        # (n_a, n_b + 1): half a count at each of a_i's two bounds
-        pick = sparse.csr_matrix((np.full(2 * n_a, 0.5), (rows, bounds)), shape=(n_a, n_b + 1))
-        spread = np.asarray((pick.T @ weights_a.T).T)  # (resamples, n_b + 1)
-        values = (spread * cumulative).sum(1) / (n_a * n_b)
+        # (n_b + 1, n_a): half a count at each of a_i's two bounds
+        pick = sparse.csr_matrix((np.full(2 * n_a, 0.5), (bounds, rows)), shape=(n_b + 1, n_a))
+        spread = pick @ weights_a  # (n_b + 1, resamples): each bound's share of the A weights
+        values = np.einsum("kr,kr->r", spread, cumulative) / (n_a * n_b)
         low[row], high[row] = np.quantile(values, [alpha, 1 - alpha])
     return low, high
 

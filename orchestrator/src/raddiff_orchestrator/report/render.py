@@ -17,6 +17,8 @@ BACKEND_WORDS = {
     "llm": "the language model, looking at the two sets side by side",
 }
 
+BACKEND_SHORT = {"model": "image model's similarity map", "vlm": "vision-language model", "llm": "language model"}
+
 
 def _num(value: float | None, places: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -38,6 +40,16 @@ def _interval(ci: list[float]) -> str:
 
 def _pct(value: float) -> str:
     return f"{100 * min(1.0, max(0.0, value)):.2f}%"
+
+
+def _region_words(search: Search) -> str:
+    if search.whole_image:
+        return "the whole X-ray (no smaller region stood out)"
+    box = search.box
+    return (
+        f"the region x {box['x0']:.2f}–{box['x1']:.2f}, y {box['y0']:.2f}–{box['y1']:.2f} of each X-ray "
+        "(0 is the left or top edge, 1 the right or bottom)"
+    )
 
 
 def _bar_width(auroc: float | None) -> int:
@@ -81,10 +93,12 @@ def _environment() -> Environment:
         return Markup(thumb_template.render(t=t))
 
     def search_block(s: Search) -> Markup:
-        return Markup(search_template.render(s=s, pct=_pct, backend_words=BACKEND_WORDS))
+        return Markup(search_template.render(s=s, pct=_pct, backend_words=BACKEND_WORDS, region_words=_region_words))
 
     env.globals.update(
         bar_width=_bar_width,
+        region_words=_region_words,
+        backend_short=BACKEND_SHORT,
         plain_words=_plain_words,
         thumb=thumb,
         search_block=search_block,

@@ -55,12 +55,14 @@ dl.stats dt { color: var(--muted); } dl.stats dd { margin: 0; font-variant-numer
 .boxed { position: relative; display: inline-block; line-height: 0; }
 .boxed img { max-width: 180px; max-height: 180px; border-radius: 6px; }
 .boxed .box { position: absolute; border: 2px solid #ffd400; box-shadow: 0 0 0 1px #000; }
-.zoom img { max-width: 560px; width: 100%; border-radius: 6px; background: #000; }
+.zoom img { max-width: 440px; max-height: 360px; border-radius: 6px; background: #000; display: block; }
 .note { background: var(--panel); border-left: 4px solid var(--line); padding: 8px 12px; font-size: 14px; }
 .iteration { border-left: 4px solid var(--line); padding: 4px 0 4px 16px; margin: 16px 0; }
 .iteration ol, .iteration ul { margin: 4px 0; padding-left: 22px; }
 details summary { cursor: pointer; color: var(--b); }
 ul.notes { font-size: 14px; }
+table.searches img.mini { width: 180px; border-radius: 4px; background: #000; display: block; }
+table.searches td:first-child { width: 40%; }
 table.config td:first-child { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 13px; }
 footer { color: var(--muted); font-size: 13px; margin-top: 40px; }
 """
@@ -98,18 +100,17 @@ It is scored on every image by how similar the image is to the sentence (a chest
 finding does not separate the sets, 1.0 means every image of A scores above every image of B.
 <b>p</b> is the chance of an AUROC this high if the finding did not separate the sets (a permutation test);
 <b>q</b> is p corrected for testing {{ v.findings|length }} findings at once.</p>
-{% if v.findings %}
+{% macro finding_table(rows, linked) %}
 <table>
 <thead><tr><th>#</th><th>Finding</th><th>AUROC</th>
 <th>{{ (v.findings[0].ci_level * 100)|round|int }}% interval</th><th>p</th><th>q</th>
 {% if v.acc_at_1 is not none %}<th>Judged against the ground truth</th>{% endif %}
 <th>Found in</th></tr></thead>
 <tbody>
-{% for f in v.findings %}
+{% for f in rows %}
 <tr>
   <td class="rank">{{ f.rank }}</td>
-  <td>{% if loop.index <= v.detailed %}<a href="#finding-{{ f.rank }}">{{ f.text }}</a>
-      {%- else %}{{ f.text }}{% endif %}</td>
+  <td>{% if linked %}<a href="#finding-{{ f.rank }}">{{ f.text }}</a>{% else %}{{ f.text }}{% endif %}</td>
   <td class="num"><span class="bar" style="width: {{ bar_width(f.auroc) }}px"></span>{{ f.auroc|num(3) }}</td>
   <td class="num">{{ f.ci|interval }}</td>
   <td class="num">{{ f.p_value|pvalue }}</td>
@@ -123,6 +124,14 @@ finding does not separate the sets, 1.0 means every image of A scores above ever
 {% endfor %}
 </tbody>
 </table>
+{% endmacro %}
+{% if v.findings %}
+{{ finding_table(v.findings[:v.detailed], true) }}
+{% if v.findings|length > v.detailed %}
+<details><summary>{{ v.findings|length - v.detailed }} more findings, ranked lower</summary>
+{{ finding_table(v.findings[v.detailed:], false) }}
+</details>
+{% endif %}
 {% if v.acc_at_1 is not none %}
 <p class="note">Against the ground truth
 {%- if v.ground_truth %} (“{{ v.ground_truth.a }}” in A, “{{ v.ground_truth.b }}” in B){% endif %}:
@@ -169,11 +178,16 @@ that match the finding most and least, and, when the finding came from a zoomed 
   <h4>Images that match it least</h4>
   <div class="gallery">{% for t in f.least %}{{ thumb(t) }}{% endfor %}</div>
   {% endif %}
-  <h4>Zoomed crops that led to this finding</h4>
   {% if f.searches %}
-    {% for s in f.searches %}{{ search_block(s) }}{% endfor %}
-  {% else %}
-    <p class="note">Proposed from whole images: no zoomed crop was involved.</p>
+  <h4>Zoomed crops that led to this finding</h4>
+  {% for s in f.searches %}{{ search_block(s) }}{% endfor %}
+  {% endif %}
+  {% if f.looks %}
+  <h4>Where the next iteration zoomed in on it</h4>
+  {% for s in f.looks %}{{ search_block(s) }}{% endfor %}
+  {% endif %}
+  {% if not f.searches and not f.looks %}
+  <p class="note">Proposed from whole images; no zoomed crop was involved.</p>
   {% endif %}
 </article>
 {% endfor %}
@@ -197,8 +211,18 @@ next, which may first zoom into the region where they show.</p>
   {% endfor %}</ol>
   {% endif %}
   {% if it.searches %}
-  <h4>Zoomed into</h4>
-  {% for s in it.searches %}{{ search_block(s) }}{% endfor %}
+  <h4>Zoomed into the regions of the previous best findings</h4>
+  <table class="searches"><thead><tr><th>Finding</th><th>Region of each X-ray (0–1 from left and top)</th>
+  <th>Chosen by</th><th>Crops (A above B)</th></tr></thead><tbody>
+  {% for s in it.searches %}
+  <tr><td>{{ s.finding }}</td>
+  <td class="num">{% if s.whole_image %}the whole X-ray{% else %}x {{ s.box.x0|num(2) }}–{{ s.box.x1|num(2) }},
+  y {{ s.box.y0|num(2) }}–{{ s.box.y1|num(2) }}{% endif %}</td>
+  <td>{{ backend_short.get(s.backend, s.backend) }}</td>
+  <td>{% if s.thumb_url %}<img class="mini" src="{{ s.thumb_url }}" alt="zoomed crops" loading="lazy">
+  {%- endif %}</td></tr>
+  {% endfor %}
+  </tbody></table>
   {% endif %}
   <h4>Proposed</h4>
   <p>{{ it.rounds|length }} round{{ "" if it.rounds|length == 1 else "s" }} of proposals
@@ -246,7 +270,11 @@ THUMB = """<figure class="thumb {{ t.group|lower }}">
 <img src="{{ t.url }}" alt="set {{ t.group }} image" loading="lazy">
 <figcaption>Set {{ t.group }}{% if t.score is not none %} · {{ t.score|num(4) }}{% endif %}</figcaption></figure>"""
 
-SEARCH = """<div class="search">
+SEARCH = """{% if s.whole_image %}
+<p class="note">Looking for “{{ s.finding }}”{% if s.auroc is not none %} (AUROC {{ s.auroc|num(3) }} then){% endif %}:
+no smaller region stood out, so the whole X-ray of {{ s.crops_a }} images of A and {{ s.crops_b }} of B was used.</p>
+{% else %}
+<div class="search">
   {% if s.context_url %}
   <figure><span class="boxed"><img src="{{ s.context_url }}" alt="an image of set A with the searched region">
   <span class="box" style="left: {{ pct(s.box.x0) }}; top: {{ pct(s.box.y0) }};
@@ -255,10 +283,10 @@ SEARCH = """<div class="search">
   {% endif %}
   <figure class="zoom">{% if s.grid_url %}<img src="{{ s.grid_url }}" alt="zoomed crops of the region">{% endif %}
   <figcaption>Looking for “{{ s.finding }}”{% if s.auroc is not none %} (AUROC {{ s.auroc|num(3) }} then){% endif %}:
-  the region x {{ s.box.x0|num(2) }}–{{ s.box.x1|num(2) }}, y {{ s.box.y0|num(2) }}–{{ s.box.y1|num(2) }} of each X-ray,
-  cut from {{ s.crops_a }} images of A (top rows) and {{ s.crops_b }} of B (bottom rows); region chosen by
-  {{ backend_words[s.backend] if s.backend in backend_words else s.backend }}.</figcaption></figure>
-</div>"""
+  {{ region_words(s) }}, cut from {{ s.crops_a }} images of A (top rows) and {{ s.crops_b }} of B (bottom rows);
+  region chosen by {{ backend_words[s.backend] if s.backend in backend_words else s.backend }}.</figcaption></figure>
+</div>
+{% endif %}"""
 
 STATUS = """<!doctype html>
 <html lang="en">

@@ -13,8 +13,10 @@ from typing import Any
 from raddiff_orchestrator.report.images import analysis_images
 from raddiff_orchestrator.report.plots import auroc_by_iteration, score_histogram
 
-# How many findings get a section of their own; the table lists them all.
+# How many findings get a section of their own and a row in the table's visible part; the rest fold away.
 DETAILED_FINDINGS = 10
+# Zoomed looks shown per finding (each is one round's crops; the rounds' boxes are usually alike).
+LOOKS_PER_FINDING = 2
 JUDGE_WORDS = {2: "matches the ground truth", 1: "partly matches", 0: "does not match"}
 
 
@@ -36,6 +38,11 @@ class Search:
     crops_a: int
     crops_b: int
     context_url: str | None  # an image of set A, to draw the box on
+    thumb_url: str | None  # the zoom grid, small
+
+    @property
+    def whole_image(self) -> bool:
+        return (self.box["x0"], self.box["y0"], self.box["x1"], self.box["y1"]) == (0.0, 0.0, 1.0, 1.0)
 
 
 @dataclass
@@ -58,7 +65,8 @@ class Finding:
     histogram_svg: str
     most: list[Thumb] = field(default_factory=list)
     least: list[Thumb] = field(default_factory=list)
-    searches: list[Search] = field(default_factory=list)
+    searches: list[Search] = field(default_factory=list)  # the zoomed crops that led to it
+    looks: list[Search] = field(default_factory=list)  # later zoomed looks at it, as a top finding fed back
 
 
 @dataclass
@@ -133,7 +141,10 @@ def build_view(record: Any) -> ReportView:
             crops_a=len(crops.get("a", [])),
             crops_b=len(crops.get("b", [])),
             context_url=url(context_uri, 256),
+            thumb_url=url(entry.get("grid_uri", ""), 320),
         )
+
+    iteration_searches = [search(s) for item in result.get("iterations") or [] for s in item.get("searches") or []]
 
     findings = []
     for position, item in enumerate(result.get("findings") or []):
@@ -164,15 +175,24 @@ def build_view(record: Any) -> ReportView:
                 searches=[search(s) for s in item.get("searches") or []],
             )
         )
+        found = findings[-1]
+        led_to = {s.grid_url for s in found.searches}
+        looks = [s for s in iteration_searches if s.finding == found.text and s.grid_url not in led_to]
+        found.looks = looks[:LOOKS_PER_FINDING]
 
     iterations = []
     for item in result.get("iterations") or []:
         evaluation_i = item.get("evaluation") or {}
+        feedback = [(b.get("finding", ""), b.get("auroc")) for b in item.get("feedback") or []]
+        order = {text: n for n, (text, _) in enumerate(feedback)}
         iterations.append(
             Iteration(
                 index=item.get("index", len(iterations) + 1),
-                feedback=[(b.get("finding", ""), b.get("auroc")) for b in item.get("feedback") or []],
-                searches=[search(s) for s in item.get("searches") or []],
+                feedback=feedback,
+                # Each round searched every fed-back finding: a finding's rounds side by side, in feedback order.
+                searches=sorted(
+                    (search(s) for s in item.get("searches") or []), key=lambda s: order.get(s.finding, len(order))
+                ),
                 rounds=list(item.get("rounds") or []),
                 deduplicated=len(item.get("deduplicated") or []),
                 ranked=[(b.get("finding", ""), b.get("auroc")) for b in item.get("ranked") or []],

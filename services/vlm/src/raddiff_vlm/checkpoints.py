@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,12 @@ from raddiff_vlm.corpus import corpus
 from raddiff_vlm.grounding import LOC_BINS, loc_token
 
 if TYPE_CHECKING:  # transformers is imported where it is used, so `--help` answers at once
-    from transformers import Idefics3ForConditionalGeneration, Idefics3Processor, PreTrainedTokenizerFast
+    from transformers import (
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessorPil,
+        Idefics3Processor,
+        PreTrainedTokenizerFast,
+    )
 
 IMAGE_TOKEN = "<image>"
 FAKE_IMAGE_TOKEN = "<fake_token_around_image>"
@@ -85,6 +91,9 @@ class TinyVLMShape:
     vision_hidden: int = 128
     vision_layers: int = 2
     vision_intermediate: int = 512
+    # Transformers' SigLIP defaults; a tower copied from an open_clip ViT needs its "gelu" and 1e-5.
+    vision_act: str = "gelu_pytorch_tanh"
+    vision_norm_eps: float = 1e-6
     text_hidden: int = 256
     text_layers: int = 4
     text_heads: int = 8
@@ -97,8 +106,9 @@ class TinyVLMShape:
         return (self.image_size // self.patch_size) ** 2 // self.scale_factor**2
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on corpus(), wrapped as a fast tokenizer; deterministic."""
+def build_tokenizer(extra_texts: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on corpus() (then extra_texts, for a trained model's own wording), wrapped as a
+    fast tokenizer; deterministic."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -113,7 +123,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(corpus(), trainer)
+    backend.train_from_iterator([*corpus(), *extra_texts], trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS_TOKEN,
@@ -128,19 +138,24 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def build_processor(tokenizer: PreTrainedTokenizerFast, shape: TinyVLMShape) -> Idefics3Processor:
-    from transformers import Idefics3ImageProcessorPil, Idefics3Processor
+def build_image_processor(shape: TinyVLMShape) -> Idefics3ImageProcessorPil:
+    from transformers import Idefics3ImageProcessorPil
 
     # One square image per <image>, never tiled: size == max_image_size and no splitting.
-    image_processor = Idefics3ImageProcessorPil(
+    return Idefics3ImageProcessorPil(
         size={"longest_edge": shape.image_size},
         max_image_size={"longest_edge": shape.image_size},
         do_image_splitting=False,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
+
+
+def build_processor(tokenizer: PreTrainedTokenizerFast, shape: TinyVLMShape) -> Idefics3Processor:
+    from transformers import Idefics3Processor
+
     return Idefics3Processor(
-        image_processor=image_processor,
+        image_processor=build_image_processor(shape),
         tokenizer=tokenizer,
         image_seq_len=shape.image_seq_len,
         chat_template=CHAT_TEMPLATE,
@@ -177,6 +192,8 @@ def build_model(
         num_attention_heads=shape.vision_hidden // HEAD_DIM,
         image_size=shape.image_size,
         patch_size=shape.patch_size,
+        hidden_act=shape.vision_act,
+        layer_norm_eps=shape.vision_norm_eps,
     )
     config = Idefics3Config(
         text_config=text_config.to_dict(),

@@ -29,6 +29,7 @@ from typing import Any
 
 from transformers import GenerationConfig
 from vllm import AsyncEngineArgs, SamplingParams
+from vllm.config import StructuredOutputsConfig
 from vllm.exceptions import GracefulHTTPError, VLLMClientError
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -135,6 +136,8 @@ class VLLMEngine(VLMEngine):
             gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
             limit_mm_per_prompt={"image": settings.max_images_per_request},
             distributed_executor_backend="uni",
+            # Compact JSON: free whitespace between tokens lets a small model fill max_tokens with newlines.
+            structured_outputs_config=StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
             # Stats go to SchedulerFigures only, not to vLLM's own log lines and Prometheus registry.
             disable_log_stats=True,
         )
@@ -223,8 +226,7 @@ class VLLMEngine(VLMEngine):
     def _sampling_params(self, sampling: Sampling) -> SamplingParams:
         structured = None
         if sampling.json_schema is not None:
-            # No free whitespace: a small model can otherwise fill max_tokens with newlines between fields.
-            structured = StructuredOutputsParams(json=sampling.json_schema, disable_any_whitespace=True)
+            structured = StructuredOutputsParams(json=sampling.json_schema)
         # The limit of sampling as the temperature falls is greedy decoding, as in the transformers engine.
         temperature = 0.0 if sampling.temperature < VLLM_MIN_TEMPERATURE else sampling.temperature
         return SamplingParams(

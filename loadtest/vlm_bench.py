@@ -1,0 +1,275 @@
+"""The VLM service's throughput with the vLLM engine and with the transformers engine, as a ratio.
+
+    .venv-vllm/bin/python loadtest/vlm_bench.py [--clients 8] [--requests 4] [--max-tokens 32]
+
+Run from .venv-vllm (scripts/make-vllm-env.sh), where both engines exist. The same checkpoint
+($RADDIFF_MODEL_DIR/vlm, else a fresh random-init one), the same requests and the same machine for both:
+each engine is served in turn by the real service process (`python -m raddiff_vlm`, RADDIFF_VLM_ENGINE=...),
+warmed up, then loaded over gRPC by concurrent clients (clients x requests, every one a different image,
+greedy, max_tokens fixed). Figures, never pass/fail; prints a table and, with --json, writes the rows.
+vLLM runs with a small KV cache (--kv-cache-mib) and is always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image, ImageDraw
+
+from raddiff.v1 import common_pb2, vlm_pb2, vlm_pb2_grpc
+from raddiff_kit.client import open_channel
+
+PROMPT = "Describe the findings in this chest X-ray."
+SERVICE = "raddiff.v1.VLMService"
+START_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Row:
+    engine: str
+    requests: int
+    seconds: float
+    images_per_s: float
+    tokens_per_s: float
+    p50_ms: float
+    p95_ms: float
+    max_running: float  # the engine's own running-request figure, polled from /metrics during the load
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def radiograph(seed: int, size: int = 320) -> Image.Image:
+    """A distinct grayscale picture per seed: two lung-like ellipses and a bar, placed by the seed."""
+    image = Image.new("L", (size, size), 10 + seed % 40)
+    draw = ImageDraw.Draw(image)
+    shift = (seed * 29) % (size // 6)
+    draw.ellipse((size // 10 + shift, size // 6, size // 2 - 5, 5 * size // 6), fill=200 - seed % 60)
+    draw.ellipse((size // 2 + 5, size // 6, 9 * size // 10 - shift, 5 * size // 6), fill=180 + seed % 50)
+    y = (seed * 47) % (size - 12)
+    draw.rectangle((0, y, size - 1, y + 10), fill=90)
+    return image
+
+
+def checkpoint_folder(given: Path | None, scratch: Path) -> Path:
+    if given is not None:
+        return given
+    cached = Path(os.environ.get("RADDIFF_MODEL_DIR", ".models")) / "vlm"
+    if (cached / "config.json").is_file():
+        return cached
+    from raddiff_vlm.checkpoints import init_random
+
+    return init_random(scratch / "tiny-vlm", seed=0)
+
+
+@contextmanager
+def served(engine: str, checkpoint: Path, data_root: Path, scratch: Path, args: argparse.Namespace) -> Iterator[dict]:
+    """The service process on `engine`; stopped (its whole process group, vLLM's engine core included) on exit."""
+    ports = {"grpc": free_port(), "metrics": free_port()}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "RADDIFF_VLM_ENGINE": engine,
+        "RADDIFF_VLM_CHECKPOINT": str(checkpoint),
+        "RADDIFF_VLM_HOST": "127.0.0.1",
+        "RADDIFF_VLM_GRPC_PORT": str(ports["grpc"]),
+        "RADDIFF_VLM_METRICS_PORT": str(ports["metrics"]),
+        "RADDIFF_VLM_MAX_BATCH": str(args.clients),
+        "RADDIFF_VLM_VLLM_KV_CACHE_BYTES": str(args.kv_cache_mib * 2**20),
+        "RADDIFF_VLM_DRAIN_SECONDS": "5",
+        "RADDIFF_DATA_ROOTS": str(data_root),
+        "RADDIFF_SCRATCH_DIR": str(scratch / "store"),
+        "RADDIFF_LOG_LEVEL": "WARNING",
+    }
+    log_path = scratch / f"{engine}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "raddiff_vlm"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield {"process": process, "log": log_path, **ports}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+        with suppress(ProcessLookupError):  # whatever is left of the group it started (vLLM's engine core)
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def wait_until_serving(target: str, process: subprocess.Popen, log: Path) -> None:
+    channel = grpc.aio.insecure_channel(target)
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"the service exited with {process.returncode}; see {log}")
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.5)
+        raise SystemExit(f"the service did not start within {START_TIMEOUT_S:.0f} s; see {log}")
+    finally:
+        await channel.close()
+
+
+def running_figure(metrics_port: int, engine: str) -> float:
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith("raddiff_vlm_engine_requests_running{") and f'engine="{engine}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def load(engine: str, service: dict, images: list[Path], args: argparse.Namespace) -> tuple[Row, list[str]]:
+    target = f"127.0.0.1:{service['grpc']}"
+    await wait_until_serving(target, service["process"], service["log"])
+    channel = open_channel(target, SERVICE)
+    stub = vlm_pb2_grpc.VLMServiceStub(channel)
+
+    def request(index: int) -> vlm_pb2.GenerateRequest:
+        return vlm_pb2.GenerateRequest(
+            prompt=PROMPT,
+            images=[common_pb2.ImageRef(uri=images[index].resolve().as_uri())],
+            sampling=common_pb2.SamplingParams(max_tokens=args.max_tokens),
+        )
+
+    for index in range(2):  # warm-up: first calls pay one-off costs
+        await stub.Generate(request(len(images) - 1 - index), timeout=120)
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    texts: dict[int, str] = {}
+    tokens = 0
+    max_running = 0.0
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal max_running
+        while not done.is_set():
+            figure = await loop.run_in_executor(None, running_figure, service["metrics"], engine)
+            max_running = max(max_running, figure)
+            await asyncio.sleep(0.05)
+
+    async def client(number: int) -> None:
+        nonlocal tokens
+        for k in range(args.requests):
+            index = number * args.requests + k
+            began = time.perf_counter()
+            reply = await stub.Generate(request(index), timeout=600)
+            latencies.append(time.perf_counter() - began)
+            texts[index] = reply.text
+            tokens += reply.usage.completion_tokens
+
+    watcher = asyncio.create_task(watch())
+    began = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(args.clients)))
+    seconds = time.perf_counter() - began
+    done.set()
+    await watcher
+    await channel.close()
+    count = len(latencies)
+    ordered = sorted(latencies)
+    row = Row(
+        engine=engine,
+        requests=count,
+        seconds=round(seconds, 2),
+        images_per_s=round(count / seconds, 2),
+        tokens_per_s=round(tokens / seconds, 1),
+        p50_ms=round(1000 * statistics.median(ordered), 1),
+        p95_ms=round(1000 * ordered[int(0.95 * (count - 1))], 1),
+        max_running=max_running,
+    )
+    return row, [texts[i] for i in sorted(texts)]
+
+
+def print_table(rows: list[Row], args: argparse.Namespace, identical: bool | None) -> None:
+    print(
+        f"\nVLM service, {args.clients} clients x {args.requests} requests, one image each, "
+        f"greedy, max_tokens {args.max_tokens} (os.cpu_count()={os.cpu_count()})"
+    )
+    header = f"{'engine':<13}{'requests':>9}{'seconds':>9}{'images/s':>10}{'tokens/s':>10}"
+    print(header + f"{'p50 ms':>9}{'p95 ms':>9}{'max running':>13}")
+    for r in rows:
+        print(
+            f"{r.engine:<13}{r.requests:>9}{r.seconds:>9.2f}{r.images_per_s:>10.2f}{r.tokens_per_s:>10.1f}"
+            f"{r.p50_ms:>9.1f}{r.p95_ms:>9.1f}{r.max_running:>13.0f}"
+        )
+    by_engine = {r.engine: r for r in rows}
+    if {"vllm", "transformers"} <= by_engine.keys():
+        ratio = by_engine["vllm"].images_per_s / by_engine["transformers"].images_per_s
+        print(f"throughput ratio vllm / transformers: {ratio:.2f}x")
+    if identical is not None:
+        print(f"same greedy answers from both engines: {'yes' if identical else 'NO'}")
+
+
+async def main(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="raddiff-vlm-bench-") as tmp:
+        scratch = Path(tmp)
+        data_root = scratch / "data"
+        data_root.mkdir()
+        images = []
+        for seed in range(args.clients * args.requests + 2):
+            path = data_root / f"cxr{seed:03d}.png"
+            radiograph(seed).save(path)
+            images.append(path)
+        checkpoint = checkpoint_folder(args.checkpoint, scratch).resolve()
+        print(f"checkpoint: {checkpoint}")
+        rows: list[Row] = []
+        answers: dict[str, list[str]] = {}
+        for engine in args.engines:
+            with served(engine, checkpoint, data_root, scratch, args) as service:
+                row, answers[engine] = await load(engine, service, images, args)
+            rows.append(row)
+        identical = answers["vllm"] == answers["transformers"] if len(answers) == 2 else None
+        print_table(rows, args, identical)
+        if args.json:
+            args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows], "same_answers": identical}, indent=2))
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (also the engines' max batch)")
+    parser.add_argument("--requests", type=int, default=4, help="requests per client")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: $RADDIFF_MODEL_DIR/vlm")
+    parser.add_argument("--kv-cache-mib", type=int, default=64, help="vLLM's KV cache")
+    parser.add_argument(
+        "--engines", type=lambda s: s.split(","), default=["transformers", "vllm"], help="comma-separated, in order"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.requests < 1 or args.max_tokens < 1:
+        parser.error("--clients, --requests and --max-tokens must be >= 1")
+    return args
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse_args())))

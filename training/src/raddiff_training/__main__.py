@@ -1,0 +1,3 @@
+from raddiff_training.cli import main
+
+raise SystemExit(main())
