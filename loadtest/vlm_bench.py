@@ -1,12 +1,14 @@
 """The VLM service's throughput with the vLLM engine and with the transformers engine, as a ratio.
 
-    .venv-vllm/bin/python loadtest/vlm_bench.py [--clients 8] [--requests 4] [--max-tokens 32]
+    .venv-vllm/bin/python loadtest/vlm_bench.py [--clients 8] [--requests 8] [--max-tokens 48]
 
 Run from .venv-vllm (scripts/make-vllm-env.sh), where both engines exist. The same checkpoint
 ($RADDIFF_MODEL_DIR/vlm, else a fresh random-init one), the same requests and the same machine for both:
 each engine is served in turn by the real service process (`python -m raddiff_vlm`, RADDIFF_VLM_ENGINE=...),
 warmed up, then loaded over gRPC by concurrent clients (clients x requests, every one a different image,
-greedy, max_tokens fixed). Figures, never pass/fail; prints a table and, with --json, writes the rows.
+greedy). Answers differ in length as real captions do: max_tokens cycles through a third, two thirds and all
+of --max-tokens (the random-init model never stops early). Figures, never pass/fail; prints a table and,
+with --json, writes the rows.
 vLLM runs with a small KV cache (--kv-cache-mib) and is always stopped at the end.
 """
 
@@ -139,6 +141,10 @@ async def wait_until_serving(target: str, process: subprocess.Popen, log: Path) 
         await channel.close()
 
 
+def answer_length(index: int, longest: int) -> int:
+    return max(1, longest * (1 + index % 3) // 3)
+
+
 def running_figure(metrics_port: int, engine: str) -> float:
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as reply:
@@ -158,7 +164,7 @@ async def load(engine: str, service: dict, images: list[Path], args: argparse.Na
         return vlm_pb2.GenerateRequest(
             prompt=PROMPT,
             images=[common_pb2.ImageRef(uri=images[index].resolve().as_uri())],
-            sampling=common_pb2.SamplingParams(max_tokens=args.max_tokens),
+            sampling=common_pb2.SamplingParams(max_tokens=answer_length(index, args.max_tokens)),
         )
 
     for index in range(2):  # warm-up: first calls pay one-off costs
@@ -211,8 +217,9 @@ async def load(engine: str, service: dict, images: list[Path], args: argparse.Na
 
 def print_table(rows: list[Row], args: argparse.Namespace, identical: bool | None) -> None:
     print(
-        f"\nVLM service, {args.clients} clients x {args.requests} requests, one image each, "
-        f"greedy, max_tokens {args.max_tokens} (os.cpu_count()={os.cpu_count()})"
+        f"\nVLM service, {args.clients} clients x {args.requests} requests, one image each, greedy, "
+        f"max_tokens {answer_length(0, args.max_tokens)}/{answer_length(1, args.max_tokens)}/{args.max_tokens}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     header = f"{'engine':<13}{'requests':>9}{'seconds':>9}{'images/s':>10}{'tokens/s':>10}"
     print(header + f"{'p50 ms':>9}{'p95 ms':>9}{'max running':>13}")
@@ -257,8 +264,8 @@ async def main(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (also the engines' max batch)")
-    parser.add_argument("--requests", type=int, default=4, help="requests per client")
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=8, help="requests per client")
+    parser.add_argument("--max-tokens", type=int, default=48, help="the longest answer")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: $RADDIFF_MODEL_DIR/vlm")
     parser.add_argument("--kv-cache-mib", type=int, default=64, help="vLLM's KV cache")
     parser.add_argument(

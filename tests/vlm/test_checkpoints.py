@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from raddiff_kit.grounding import LOC_BINS, decode_boxes, encode_box, loc_token
 from raddiff_vlm.checkpoints import END_OF_UTTERANCE, IMAGE_TOKEN, TinyVLMShape, build_model, main
-from raddiff_vlm.grounding import LOC_BINS, decode_boxes, encode_box, loc_token
 from tests.vlm.conftest import radiograph
 
 

@@ -30,6 +30,15 @@ from raddiff_bench.stack import local_stack, models_ready
 DEFAULT_PAIR = "effusion-right-moderate"
 
 
+def _manifest(path: Path) -> dict[str, Any]:
+    """What an earlier run wrote there (raddiff-synth's manifest.json); empty when absent or unreadable."""
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def generate_pair(out: Path, pair_id: str, per_set: int, size: int, workers: int) -> Path:
     """The pair in RadDiffBench format under out; reused when out already holds exactly it."""
     try:
@@ -40,9 +49,8 @@ def generate_pair(out: Path, pair_id: str, per_set: int, size: int, workers: int
         from raddiff_synth.spec import load_spec
     except ImportError:
         raise BadInput("the demo generates its pair with raddiff-synth: pip install -e synth") from None
-    manifest = out / "manifest.json"
-    if manifest.is_file():
-        known = json.loads(manifest.read_text())
+    known = _manifest(out / "manifest.json")
+    if known:
         same = (
             known.get("size") == size
             and known.get("per_set_override") == per_set
@@ -82,12 +90,14 @@ def findings_table(findings: list[RankedFinding]) -> str:
     return "\n".join(lines)
 
 
-def print_result(result: PairResult, report_url: str) -> None:
+def print_result(result: PairResult, report_url: str, top: int = 10) -> None:
     print(f"\nA: {result.set1!r}   B: {result.set2!r}   ({result.seconds:.1f} s, proposer: {result.proposer or '-'})")
     if result.status != "succeeded":
         print(f"the analysis failed: {result.error}")
         return
-    print(findings_table(result.findings) if result.findings else "no finding was proposed")
+    print(findings_table(result.findings[:top]) if result.findings else "no finding was proposed")
+    if len(result.findings) > top:
+        print(f"  ... and {len(result.findings) - top} more, lower ranked (all of them are in the evidence report)")
     print(
         f"\njudge ({result.judge}, by the {result.judged_by}): Acc@1 = {result.acc_at_1:.1f}   "
         f"Acc@5 = {result.acc_at_5:.1f}   (2 = matches A's truth, 1 = partly, 0 = no)"
@@ -102,14 +112,14 @@ async def analyse(
 ) -> tuple[PairResult, str]:
     """The pair through the REST API, printing each change of stage; the result and its report's URL."""
     (pair,) = load_image_pairs(jsonl)
-    last = ""
+    shown = ("", -1.0)  # stage and progress last printed: a line per stage and per 10 points of progress
 
     async def progress(view: dict[str, Any]) -> None:
-        nonlocal last
-        line = f"  {view['status']:<8} {view.get('stage', ''):<10} {100 * float(view.get('progress', 0)):5.1f}%"
-        if line != last:
-            print(line, flush=True)
-            last = line
+        nonlocal shown
+        stage, done = str(view.get("stage", "")), 100 * float(view.get("progress", 0))
+        if stage != shown[0] or done >= shown[1] + 10:
+            print(f"  {view['status']:<8} {stage:<10} {done:5.1f}%", flush=True)
+            shown = (stage, done)
 
     async with Orchestrator(url) as orch, evaluator(evaluator_target) as judge:
         result = await run_pair(orch, pair, RunOptions(config, timeout_s, 1.0), judge, progress)
@@ -140,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--evaluator", help="with --orchestrator: the evaluator, for a result left unjudged")
     parser.add_argument("--timeout", type=float, default=900, help="seconds the analysis may take")
     parser.add_argument("--workers", type=int, default=2, help="processes generating images")
+    parser.add_argument("--top", type=int, default=10, help="ranked findings printed")
     parser.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     return parser
 
@@ -159,13 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"config: {args.config or 'the orchestrator defaults'}", flush=True)
     if args.orchestrator:
         result, report_url = asyncio.run(analyse(args.orchestrator, args.evaluator, jsonl, config, args.timeout))
-        print_result(result, report_url)
+        print_result(result, report_url, args.top)
     else:
         print(f"starting the local stack (logs in {args.run_dir}/) ...", flush=True)
         with local_stack([args.data_dir], args.run_dir, args.model_dir, args.base_port, keep=args.keep) as stack:
             print(f"orchestrator at {stack.url}", flush=True)
             result, report_url = asyncio.run(analyse(stack.url, stack.evaluator, jsonl, config, args.timeout))
-            print_result(result, report_url)
+            print_result(result, report_url, args.top)
         if args.keep:
             print(f"the stack is still running: python -m raddiff_kit.localstack down --run-dir {args.run_dir}")
         else:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raddiff_kit.grounding import LOC_BINS, encode_box
 from raddiff_synth import Finding
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.render import PlacedFinding
 from raddiff_synth.report import ORDER
 from raddiff_training.statements import FIXED_ATTRIBUTES, categorical
-from raddiff_vlm.grounding import LOC_BINS, encode_box
 
 CAPTION_PROMPT = "Describe this image in detail."  # the orchestrator's caption prompt (agent/steps.py)
 CAPTION_PROMPTS = (
@@ -51,7 +51,10 @@ def _cap(text: str) -> str:
 
 def _order_key(finding: Finding) -> tuple[int, tuple[int, ...]]:
     choices = KINDS[finding.kind].choices
-    return ORDER.index(finding.kind), tuple(choices[k].index(v) for k, v in sorted(categorical(finding).items()))
+    # The report's order of kinds; within a kind, the catalogue's order of values (right before left).
+    return ORDER.index(finding.kind), tuple(
+        choices[k].index(finding.attributes[k]) for k in choices if k in finding.attributes
+    )
 
 
 def caption(findings: Sequence[Finding]) -> str:

@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--images", type=int, default=8000, help="training images: seeds 0..N-1")
         sub.add_argument("--held-out", type=int, default=held_out, help="held-out images for the figures")
         sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--threads", type=int, default=2, help="torch threads (the result depends on it)")
+        sub.add_argument("--threads", type=int, default=1, help="torch threads (the weights depend on it)")
         sub.add_argument("--workers", type=int, default=2, help="processes rendering images")
         sub.add_argument("--cache", type=Path, default=None, help="rendered-image cache (default $RADDIFF_TRAIN_CACHE)")
         if name == "vlm":

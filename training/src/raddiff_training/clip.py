@@ -161,7 +161,7 @@ class ClipTrainConfig:
     weight_decay: float = 0.05
     warmup: int = 50
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
 
 @dataclass
@@ -225,7 +225,7 @@ def train_clip(
         schedule.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if on_step:
             on_step(step, losses[-1])

@@ -23,6 +23,7 @@ from PIL import Image
 from scipy.stats import mannwhitneyu
 from tqdm import tqdm
 
+from raddiff_kit.grounding import decode_boxes
 from raddiff_synth import Finding
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.render import PlacedFinding
@@ -36,7 +37,6 @@ from raddiff_training.captions import (
 )
 from raddiff_training.statements import categorical
 from raddiff_training.world import ImageSet
-from raddiff_vlm.grounding import decode_boxes
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from raddiff_kit.grounding import LOC_BINS
 from raddiff_synth.catalog import KINDS
 from raddiff_training.captions import (
     CAPTION_PROMPTS,
@@ -49,7 +50,6 @@ from raddiff_vlm.checkpoints import (
     build_processor,
     build_tokenizer,
 )
-from raddiff_vlm.grounding import LOC_BINS
 
 if TYPE_CHECKING:
     from open_clip.transformer import VisionTransformer
@@ -268,7 +268,7 @@ class VlmTrainConfig:
     warmup: int = 40
     caption_share: float = 0.5
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
 
 
 @dataclass
@@ -335,7 +335,7 @@ def train_vlm(
         torch.nn.utils.clip_grad_norm_([*vision, *rest], 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if on_step:
             on_step(step, losses[-1])

@@ -16,7 +16,7 @@ connector and a Llama decoder) because:
 
 The tokenizer is a byte-level BPE trained on radiology-style text (corpus.py),
 with the tokens the Idefics3 processor needs, an end-of-utterance stop token,
-and LOC_BINS location tokens for grounding answers (grounding.py).
+and LOC_BINS location tokens for grounding answers (raddiff_kit.grounding).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from raddiff_kit.grounding import LOC_BINS, loc_token
 from raddiff_vlm.corpus import corpus
-from raddiff_vlm.grounding import LOC_BINS, loc_token
 
 if TYPE_CHECKING:  # transformers is imported where it is used, so `--help` answers at once
     from transformers import (

@@ -1,0 +1,102 @@
+"""A tiny CLIP trained for a few steps: the loss falls, and the embedding service's engine loads what was saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from raddiff_embedding.checkpoints import load_checkpoint
+from raddiff_embedding.engine import OpenClipEngine
+from raddiff_training import clip
+from raddiff_training.statements import corpus_sentences
+from raddiff_training.world import ImageSet
+from tests.training.conftest import TINY_SIZE
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return clip.build_tokenizer(corpus_sentences(20))
+
+
+def tiny_model(tokenizer) -> tuple[dict, torch.nn.Module]:
+    config = clip.clip_config(tokenizer, image_size=TINY_SIZE, width=64, vision_layers=2, text_layers=1)
+    return config, clip.build_model(config, seed=0)
+
+
+def test_trimmed_text_encoding_equals_the_services_full_padding(tokenizer) -> None:
+    _, model = tiny_model(tokenizer)
+    texts = ["Moderate right pleural effusion.", "no pneumothorax", "NG tube coiled in the esophagus"]
+    full = tokenizer(texts, padding="max_length", max_length=clip.CONTEXT_LENGTH, return_tensors="pt")["input_ids"]
+    trimmed = tokenizer(texts, padding="longest", return_tensors="pt")["input_ids"]
+    assert trimmed.shape[1] < full.shape[1]
+    with torch.no_grad():
+        assert torch.allclose(model.encode_text(full), clip.encode_text_trimmed(model, trimmed), atol=1e-5)
+
+
+def test_the_tokenizer_lowercases_and_ends_every_text(tokenizer) -> None:
+    a = tokenizer("Moderate RIGHT pleural effusion")["input_ids"]
+    assert a == tokenizer("moderate right pleural effusion")["input_ids"]
+    assert a[0] == tokenizer.bos_token_id and a[-1] == tokenizer.eos_token_id
+    assert len(a) <= 7  # radiology words are whole tokens
+    long = tokenizer("effusion " * 200, truncation=True, max_length=clip.CONTEXT_LENGTH)["input_ids"]
+    assert len(long) == clip.CONTEXT_LENGTH and long[-1] == tokenizer.eos_token_id
+
+
+def test_batches_pair_each_image_with_a_true_sentence(tiny_images: ImageSet) -> None:
+    rng = np.random.default_rng(0)
+    indices = np.arange(len(tiny_images))
+    statements, truth = clip.batch_statements(tiny_images, indices, rng, hard_negatives=6)
+    assert truth.shape == (len(indices), len(statements))
+    assert len({s.text for s in statements}) == len(statements)
+    for row, index in enumerate(indices):
+        assert truth[row].any()  # its own sentence at least
+        for column, statement in enumerate(statements):
+            assert truth[row, column] == statement.holds(tiny_images.kinds(index))
+
+
+def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
+    tiny_images: ImageSet, tokenizer, tmp_path: Path
+) -> None:
+    config, model = tiny_model(tokenizer)
+    settings = clip.ClipTrainConfig(steps=40, batch=8, hard_negatives=4, lr=3e-3, warmup=5, threads=1)
+    result = clip.train_clip(model, tokenizer, tiny_images, settings, progress=False)
+    assert len(result.losses) == 40
+    assert np.mean(result.losses[-10:]) < 0.8 * np.mean(result.losses[:10])
+
+    folder = clip.save_clip(model, tokenizer, config, tmp_path / "clip", {"kind": "trained", "test": True})
+    assert json.loads((folder / clip.PROVENANCE_NAME).read_text())["kind"] == "trained"
+    saved = load_file(str(folder / "open_clip_model.safetensors"))
+    assert all(t.dtype == torch.float16 for t in saved.values())
+    loaded = load_checkpoint(folder)
+    assert loaded.name == clip.MODEL_NAME and loaded.image_size == TINY_SIZE
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor.half().float()), name
+
+    engine = OpenClipEngine(loaded, "raddiff")
+    assert engine.patch_grid == (2, 2)  # a plain class-token ViT: the patch method works on it
+    texts = engine.embed_texts(["Pleural Effusion", "pleural effusion", "no pneumothorax"])
+    assert np.allclose(texts[0], texts[1]) and not np.allclose(texts[0], texts[2])
+    image = Image.fromarray(tiny_images.clip_pixels[0])
+    served = engine.embed_images([image])[0]
+    with torch.no_grad():
+        mine = torch.nn.functional.normalize(loaded.model.encode_image(clip.image_batch(tiny_images.clip_pixels[:1])))
+    assert np.allclose(served, mine[0].numpy(), atol=1e-5)
+
+
+def test_training_is_reproducible(tiny_images: ImageSet, tokenizer) -> None:
+    settings = clip.ClipTrainConfig(steps=3, batch=4, hard_negatives=2, warmup=1, threads=1)
+    runs = []
+    for _ in range(2):
+        _, model = tiny_model(tokenizer)
+        runs.append((clip.train_clip(model, tokenizer, tiny_images, settings, progress=False).losses, model))
+    assert runs[0][0] == runs[1][0]
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(runs[0][1].state_dict().values(), runs[1][1].state_dict().values(), strict=True)
+    )
