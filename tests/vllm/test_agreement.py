@@ -7,6 +7,7 @@ the vLLM engine serves the model faithfully.
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from raddiff.v1 import vlm_pb2
@@ -69,3 +70,13 @@ async def test_different_images_give_different_tokens(served: dict[str, Served],
 async def test_info_names_the_engine(served: dict[str, Served], engine: str) -> None:
     info = await served[engine].stub.Info(vlm_pb2.VLMInfoRequest(), timeout=10)
     assert (info.engine, info.model, info.max_images_per_request) == (engine, "tiny-vlm", 2)
+
+
+@pytest.mark.parametrize("engine", ["transformers", "vllm"])
+async def test_a_request_beyond_the_context_is_refused_alike(served, data_dirs: DataDirs, engine: str) -> None:
+    # vLLM alone would cut the answer short at the context's end; both engines refuse it before decoding.
+    long = request(data_dirs, "Describe the lungs. " * 150, max_tokens=1500)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await served[engine].stub.Generate(long, timeout=60)
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "exceeds the model's context of 2048 tokens" in failed.value.details()

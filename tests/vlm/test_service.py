@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 
 import grpc
 import pytest
@@ -189,3 +190,12 @@ async def test_a_missing_checkpoint_stops_start_with_a_clear_message(tmp_path, d
         await app.start("127.0.0.1:0")
     assert "no VLM checkpoint" in str(stopped.value)
     assert "init-random" in str(stopped.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed in this venv")
+def test_choosing_vllm_where_it_is_not_installed_says_how_to_get_it(tmp_path, data_dirs: DataDirs) -> None:
+    shared = SharedSettings(data_roots=str(data_dirs.root), scratch_dir=data_dirs.scratch)
+    with pytest.raises(SystemExit) as stopped:
+        build_app(vlm_settings(tmp_path, engine="vllm"), shared)
+    assert "RADDIFF_VLM_ENGINE=vllm" in str(stopped.value)
+    assert "make-vllm-env.sh" in str(stopped.value)

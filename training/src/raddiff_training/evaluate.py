@@ -172,11 +172,13 @@ def clip_rows(
     return rows
 
 
-def evaluate_clip(folder: Path, images: ImageSet) -> list[AurocRow]:
+def evaluate_clip(folder: Path, images: ImageSet, threads: int = 1) -> list[AurocRow]:
     """Load the checkpoint folder with the embedding service's own engine and score `images` (held out)."""
     from raddiff_embedding.engine import OpenClipEngine
     from raddiff_training.clip import image_batch
 
+    # One thread: on a shared two-core machine a second one mostly spins, waiting for the first.
+    torch.set_num_threads(threads)
     engine = OpenClipEngine.from_checkpoint(folder, "raddiff")
     vectors = np.concatenate(
         [engine.embed_prepared(list(image_batch(images.clip_pixels[i : i + 64]))) for i in range(0, len(images), 64)]
@@ -219,7 +221,7 @@ def clip_markdown(rows: list[AurocRow]) -> str:
 class Captioner:
     """A saved VLM checkpoint loaded as the VLM service loads it, answering prompts about images greedily."""
 
-    def __init__(self, folder: Path, threads: int = 2) -> None:
+    def __init__(self, folder: Path, threads: int = 1) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         torch.set_num_threads(threads)

@@ -24,23 +24,25 @@ import asyncio
 import logging
 import os
 import uuid
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import GenerationConfig
 from vllm import AsyncEngineArgs, SamplingParams
 from vllm.config import StructuredOutputsConfig
-from vllm.exceptions import GracefulHTTPError, VLLMClientError
+from vllm.exceptions import GracefulHTTPError, VLLMClientError, VLLMError
 from vllm.platforms import current_platform
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
-from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.loggers import StatLoggerBase
 
 from raddiff_kit.deadlines import Deadline
-from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError, Unavailable
 from raddiff_kit.logs import log_fields
-from raddiff_vlm.engine import EngineInfo, FinishReason, GenerationRequest, GenerationResult, Sampling, VLMEngine
+from raddiff_vlm.engine import EngineInfo, GenerationRequest, GenerationResult, Sampling, VLMEngine
 from raddiff_vlm.hf_checkpoint import (
     answer_text,
     eos_token_ids,
@@ -108,6 +110,7 @@ class VLLMEngine(VLMEngine):
         self._engine: AsyncLLM | None = None
         self._processor: Any = None
         self._eos_ids: list[int] = []
+        self._max_context = 0
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -155,6 +158,7 @@ class VLLMEngine(VLMEngine):
             raise FailedPrecondition(f"vLLM cannot serve the checkpoint at {self.checkpoint}: {exc}") from exc
         self._processor = processor
         self._eos_ids = eos_token_ids(generation_config, processor.tokenizer)
+        self._max_context = engine.model_config.max_model_len
         self._engine = engine
         log_fields(
             log,
@@ -192,43 +196,48 @@ class VLLMEngine(VLMEngine):
         if engine is None:
             raise Unavailable("the vLLM engine is not running")
         deadline.check()
+        request_id = uuid.uuid4().hex
+        progress = _Progress()
+        try:
+            async with asyncio.timeout(deadline.remaining()):
+                await self._decode(engine, request, request_id, progress)
+        except TimeoutError:
+            await self._abandon(engine, request_id, "deadline", progress)
+            raise DeadlineExceeded(f"stopped decoding after {len(progress.tokens)} tokens: caller deadline") from None
+        except asyncio.CancelledError:
+            await self._abandon(engine, request_id, "cancelled", progress)
+            raise
+        except VLLMError as exc:
+            raise _service_error(exc) from exc
+        if progress.finish not in ("stop", "length"):
+            raise Unavailable(f"vLLM ended the request without an answer (finish reason {progress.finish!r})")
+        return self._result(progress)
+
+    async def _decode(self, engine: AsyncLLM, request: GenerationRequest, request_id: str, progress: _Progress) -> None:
         prompt: dict[str, Any] = {"prompt": render_prompt(self._processor, request.prompt, len(request.images))}
         if request.images:
             prompt["multi_modal_data"] = {"image": request.images}
-        request_id = uuid.uuid4().hex
-        tokens: list[int] = []
-        prompt_tokens = 0
-        finish: FinishReason | str | None = None
-        try:
-            async with asyncio.timeout(deadline.remaining()):
-                async for output in engine.generate(prompt, self._sampling_params(request.sampling), request_id):
-                    prompt_tokens = len(output.prompt_token_ids or ())
-                    completion = output.outputs[0]
-                    tokens.extend(completion.token_ids)
-                    finish = completion.finish_reason
-        except TimeoutError:
-            await self._abandon(engine, request_id, "deadline", len(tokens))
-            raise DeadlineExceeded(f"stopped decoding after {len(tokens)} tokens: caller deadline") from None
-        except asyncio.CancelledError:
-            await self._abandon(engine, request_id, "cancelled", len(tokens))
-            raise
-        except VLLMClientError as exc:
-            raise InvalidArgument(f"vLLM refused the request: {exc}") from exc
-        except GracefulHTTPError as exc:
-            raise Unavailable(f"vLLM is busy: {exc.message}") from exc
-        except EngineDeadError as exc:
-            raise Unavailable(f"the vLLM engine died: {exc}") from exc
-        except EngineGenerateError as exc:
-            # vLLM wraps what its input processing refuses (a prompt longer than the context, a schema its
-            # grammar backend cannot compile) as a generic engine error; those are the request's fault.
-            if isinstance(exc.__cause__, ValueError | TypeError):
-                raise InvalidArgument(f"vLLM refused the request: {exc.__cause__}") from exc
-            raise
-        if finish not in ("stop", "length"):
-            raise Unavailable(f"vLLM ended the request without an answer (finish reason {finish!r})")
-        return self._result(tokens, prompt_tokens, finish)
+        outputs = engine.generate(prompt, self._sampling_params(request.sampling), request_id)
+        # However the loop ends, the generator closes at once, and vLLM aborts the request if it is unfinished.
+        async with aclosing(outputs):
+            async for output in outputs:
+                if not progress.prompt_tokens:
+                    progress.prompt_tokens = len(output.prompt_token_ids or ())
+                    self._check_fits(progress.prompt_tokens, request.sampling.max_tokens)
+                completion = output.outputs[0]
+                progress.tokens.extend(completion.token_ids)
+                progress.finish = completion.finish_reason
 
     # -- helpers -----------------------------------------------------------
+    def _check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        # vLLM would cut the answer short at the context's end; the service refuses such a request instead, as
+        # the transformers engine does (leaving the loop aborts the vLLM request).
+        if prompt_tokens + max_tokens > self._max_context:
+            raise InvalidArgument(
+                f"prompt ({prompt_tokens} tokens, images included) plus max_tokens ({max_tokens}) "
+                f"exceeds the model's context of {self._max_context} tokens"
+            )
+
     def _sampling_params(self, sampling: Sampling) -> SamplingParams:
         structured = None
         if sampling.json_schema is not None:
@@ -247,21 +256,45 @@ class VLLMEngine(VLMEngine):
             output_kind=RequestOutputKind.DELTA,
         )
 
-    def _result(self, tokens: list[int], prompt_tokens: int, finish: FinishReason) -> GenerationResult:
+    def _result(self, progress: _Progress) -> GenerationResult:
+        tokens = progress.tokens
         # "stop" means a stop token ended the answer (no stop strings are used); vLLM keeps it in token_ids.
-        answer = tokens[:-1] if finish == "stop" else tokens
-        PROMPT_TOKENS.labels(self.name).inc(prompt_tokens)
+        answer = tokens[:-1] if progress.finish == "stop" else tokens
+        PROMPT_TOKENS.labels(self.name).inc(progress.prompt_tokens)
         GENERATED_TOKENS.labels(self.name).inc(len(tokens))
         return GenerationResult(
             text=answer_text(self._processor.tokenizer, answer),
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=progress.prompt_tokens,
             completion_tokens=len(tokens),
-            finish_reason=finish,
+            finish_reason="stop" if progress.finish == "stop" else "length",
             token_ids=tuple(tokens),
         )
 
-    async def _abandon(self, engine: AsyncLLM, request_id: str, reason: str, generated: int) -> None:
-        # vLLM aborts a request whose generator is cancelled; aborting again by id makes sure of it.
+    async def _abandon(self, engine: AsyncLLM, request_id: str, reason: str, progress: _Progress) -> None:
+        # Closing the generator aborted the request already; aborting by id as well costs nothing.
         await engine.abort(request_id)
         ABANDONED.labels(self.name, reason).inc()
-        GENERATED_TOKENS.labels(self.name).inc(generated)
+        GENERATED_TOKENS.labels(self.name).inc(len(progress.tokens))
+
+
+@dataclass
+class _Progress:
+    """What one request has received so far."""
+
+    tokens: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    finish: str | None = None
+
+
+def _service_error(exc: Exception) -> ServiceError:
+    """vLLM's refusal of a request as the service's error (the interceptor maps it to a status code)."""
+    if isinstance(exc, VLLMClientError):
+        return InvalidArgument(f"vLLM refused the request: {exc}")
+    if isinstance(exc, GracefulHTTPError):  # admission control: busy
+        return Unavailable(f"vLLM is busy: {exc.message}")
+    if isinstance(exc, EngineDeadError):
+        return Unavailable(f"the vLLM engine died: {exc}")
+    # vLLM wraps what its input processing refuses with a ValueError as a generic engine error.
+    if isinstance(exc.__cause__, ValueError | TypeError):
+        return InvalidArgument(f"vLLM refused the request: {exc.__cause__}")
+    return ServiceError(f"vLLM failed: {type(exc).__name__}: {exc}")
