@@ -78,9 +78,9 @@ def test_an_analysis_runs_from_post_to_a_ranked_result_and_moves_every_metric(st
     # Every image of both sets was ranked, not only the captioned sample.
     assert results["evaluation"]["scores"] and len(results["evaluation"]["scores"]) == len(findings)
     after = {name: _requests_total(stack, name) for name in before}
-    # The VLM captioned, the embedder ranked, the evaluator judged, and the proxy was asked (and said it has no
-    # upstream, so the offline proposer took over); each counted its calls.
-    for name in ("vlm", "embedding", "evaluator", "llm_proxy"):
+    # The VLM captioned, the embedder ranked, localize boxed and cropped the top findings, the evaluator judged,
+    # and the proxy was asked (it has no upstream, so the offline proposer took over); each counted its calls.
+    for name in ("vlm", "embedding", "localize", "evaluator", "llm_proxy"):
         assert after[name] > before[name], name
 
 
