@@ -667,16 +667,43 @@ def chart_images(docs: list[Doc]) -> set[str]:
     return {c["image"] for d in docs if pod_spec(d) is not None for c in containers(pod_spec(d))}
 
 
+# What every image's base (python:*-slim) has besides the console scripts the build installs.
+BASE_PROGRAMS = ("python", "sh", "bash")
+
+
 def check_images(docs: list[Doc], config: Doc) -> list[str]:
-    """Every image the chart runs is one skaffold builds, and every image skaffold builds is used."""
-    built = {a["image"] for a in config["build"]["artifacts"]}
+    """Every image the chart runs is one skaffold builds, and every image skaffold builds is used; each
+    artifact passes the Dockerfile checks with its build args (tests/k8s/dockercheck.py); every container
+    runs a console script its image installs (or the base image's python or shell), and a Deployment's
+    ports are the ones it exposes."""
+    from tests.k8s import dockercheck
+
+    built = {a["image"]: a for a in config["build"]["artifacts"]}
     used = {re.sub(r"[:@].*$", "", image) for image in chart_images(docs)}
-    problems = [f"the chart runs image {image!r}, which skaffold does not build" for image in sorted(used - built)]
-    problems += [f"skaffold builds {image!r}, which the chart never runs" for image in sorted(built - used)]
-    for artifact in config["build"]["artifacts"]:
-        dockerfile = ROOT / artifact.get("context", ".") / artifact.get("docker", {}).get("dockerfile", "Dockerfile")
-        if not dockerfile.exists():
-            problems.append(f"skaffold artifact {artifact['image']}: {dockerfile.relative_to(ROOT)} does not exist")
+    problems = [f"the chart runs image {image!r}, which skaffold does not build" for image in sorted(used - set(built))]
+    problems += [f"skaffold builds {image!r}, which the chart never runs" for image in sorted(set(built) - used)]
+    for artifact in built.values():
+        problems += dockercheck.check_artifact(artifact)
+    for doc in docs:
+        spec = pod_spec(doc)
+        for c in containers(spec) if spec else []:
+            artifact = built.get(re.sub(r"[:@].*$", "", c["image"]))
+            if artifact is None or not dockercheck.dockerfile_of(artifact).exists():
+                continue
+            args = dockercheck.build_args(artifact)
+            program = (c.get("command") or [args.get("SCRIPT")])[0]
+            if program not in BASE_PROGRAMS and program not in dockercheck.image_scripts(args):
+                problems.append(
+                    f"{ident(doc)} container {c['name']}: runs {program!r}, which {artifact['image']} lacks"
+                )
+            if doc.get("kind") == "Deployment":
+                text = dockercheck.dockerfile_of(artifact).read_text()
+                ports = {p["containerPort"] for p in c.get("ports", [])}
+                if ports != dockercheck.exposed(text, args):
+                    problems.append(
+                        f"{ident(doc)} container {c['name']}: ports {sorted(ports)} are not the ports "
+                        f"{artifact['image']} exposes {sorted(dockercheck.exposed(text, args))}"
+                    )
     return problems
 
 

@@ -183,6 +183,21 @@ def test_image_check_reports_an_image_not_built_and_one_built_for_nothing(skaffo
     assert "skaffold artifact raddiff-unused: nope/Dockerfile does not exist" in problems
 
 
+def test_image_check_reports_an_image_without_the_harness_or_the_charts_ports(skaffold: dict) -> None:
+    docs = render_gpu(**cc.skaffold_sets(skaffold), **{"bench.cronJob.enabled": True, "bench.cronJob.pairs": 3})
+    assert cc.check_images(docs, skaffold) == []
+    broken = copy.deepcopy(skaffold)
+    args = {a["image"]: a["docker"]["buildArgs"] for a in broken["build"]["artifacts"]}
+    del args["raddiff-orchestrator"]["EXTRA_PACKAGE"]
+    args["raddiff-embedding"]["PORTS"] = "50052 9199"
+    problems = cc.check_images(docs, broken)
+    assert "CronJob/raddiff-bench container bench: runs 'raddiff-bench', which raddiff-orchestrator lacks" in problems
+    assert (
+        "Deployment/raddiff-embedding container embedding: ports [9102, 50052] are not the ports "
+        "raddiff-embedding exposes [9199, 50052]"
+    ) in problems
+
+
 def test_skaffold_template_naming_no_artifact_is_reported(skaffold: dict) -> None:
     broken = copy.deepcopy(skaffold)
     broken["deploy"]["helm"]["releases"][0]["setValueTemplates"]["vlm.image.repository"] = (

@@ -49,7 +49,9 @@ def run_clip(args: argparse.Namespace) -> Path:
     tokenizer = clip.build_tokenizer(corpus_sentences(200))
     config = clip.clip_config(tokenizer)
     model = clip.build_model(config, args.seed)
-    train_config = clip.ClipTrainConfig(steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads)
+    train_config = clip.ClipTrainConfig(
+        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads
+    )
     result = clip.train_clip(model, tokenizer, images, train_config)
     total = time.monotonic() - started
     provenance = clip.provenance(
@@ -93,7 +95,9 @@ def run_vlm(args: argparse.Namespace) -> Path:
     clip_folder = args.clip or _committed("clip")
     model, processor = vlm.build_vlm(args.seed)
     vlm.copy_clip_tower(model, load_checkpoint(clip_folder).model.visual)
-    train_config = vlm.VlmTrainConfig(steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads)
+    train_config = vlm.VlmTrainConfig(
+        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads
+    )
     result = vlm.train_vlm(model, processor, images, train_config)
     total = time.monotonic() - started
     provenance = vlm.provenance(
@@ -145,13 +149,14 @@ def run_ensure(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raddiff-train", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, steps, batch, held_out in (("clip", 700, 64, 600), ("vlm", 800, 32, 200)):
+    for name, steps, batch, lr, held_out in (("clip", 900, 32, 2e-3, 600), ("vlm", 800, 32, 1.5e-3, 200)):
         sub = commands.add_parser(name, help=f"train the {name.upper()} and report its quality on held-out images")
         sub.add_argument(
             "--out", type=Path, default=None, help=f"checkpoint folder (default: the package's weights/{name})"
         )
         sub.add_argument("--steps", type=int, default=steps)
         sub.add_argument("--batch", type=int, default=batch)
+        sub.add_argument("--lr", type=float, default=lr)
         sub.add_argument("--images", type=int, default=8000, help="training images: seeds 0..N-1")
         sub.add_argument("--held-out", type=int, default=held_out, help="held-out images for the figures")
         sub.add_argument("--seed", type=int, default=0)

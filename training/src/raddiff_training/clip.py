@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from raddiff_embedding.checkpoints import CONFIG_NAME, WEIGHTS_NAME
-from raddiff_training.statements import Statement, counterfactual, statement_for, truth_matrix
+from raddiff_training.statements import Statement, counterfactual, probe_statements, statement_for, truth_matrix
 from raddiff_training.world import ImageSet
 from raddiff_vlm.corpus import corpus
 
@@ -45,6 +45,7 @@ VOCAB_SIZE = 2048
 IMAGE_SIZE = 160
 CONTEXT_LENGTH = 48
 PROVENANCE_NAME = "raddiff_checkpoint.json"
+PROBES = probe_statements()
 
 
 def build_tokenizer(extra_texts: list[str]) -> PreTrainedTokenizerFast:
@@ -154,10 +155,10 @@ def encode_text_trimmed(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ClipTrainConfig:
-    steps: int = 700
-    batch: int = 64
-    hard_negatives: int = 32  # extra counterfactual sentences per batch
-    lr: float = 1e-3
+    steps: int = 900
+    batch: int = 32
+    hard_negatives: int = 16  # extra counterfactual sentences per batch
+    lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 50
     seed: int = 0
@@ -174,13 +175,15 @@ class ClipTrainResult:
 def batch_statements(
     images: ImageSet, indices: np.ndarray, rng: np.random.Generator, hard_negatives: int
 ) -> tuple[list[Statement], np.ndarray]:
-    """One true sentence per image plus hard negatives, deduplicated by text; and their truth for each image."""
+    """One true sentence per image, hard negatives and the probe sentences, deduplicated by text; and their truth
+    for each image."""
     findings = [images.kinds(i) for i in indices]
     statements = [statement_for(f, rng) for f in findings]
     with_findings = [f for f in findings if f]
     for _ in range(hard_negatives if with_findings else 0):
         own = with_findings[int(rng.integers(len(with_findings)))]
         statements.append(counterfactual(own[int(rng.integers(len(own)))], rng))
+    statements += PROBES
     unique = list({s.text: s for s in statements}.values())
     return unique, truth_matrix(findings, unique)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations, product
 
 import numpy as np
 
@@ -26,12 +27,17 @@ FIXED_ATTRIBUTES = {"nodule": ("size",), "central_line": ("type",), "edema": ("s
 @dataclass(frozen=True)
 class Claim:
     kind: str
-    attributes: tuple[tuple[str, str], ...] = ()
+    # attribute -> its value, or a tuple of the values it may take ("pulmonary edema": moderate or severe)
+    attributes: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
     present: bool = True
 
     def holds(self, findings: Sequence[Finding]) -> bool:
-        found = any(f.kind == self.kind and all(f.attributes.get(k) == v for k, v in self.attributes) for f in findings)
+        found = any(f.kind == self.kind and all(_fits(f.get(k), v) for k, v in self.attributes) for f in findings)
         return found == self.present
+
+
+def _fits(value: object, wanted: str | tuple[str, ...]) -> bool:
+    return value in wanted if isinstance(wanted, tuple) else value == wanted
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,27 @@ def counterfactual(finding: Finding, rng: np.random.Generator) -> Statement:
     fixed = FIXED_ATTRIBUTES.get(finding.kind, ())
     kept = {k: v for k, v in attributes.items() if k == key or k in fixed or rng.random() < 0.5}
     return label_statement(finding.kind, kept)
+
+
+def probe_statements() -> list[Statement]:
+    """Every finding's label at every level of detail ("pleural effusion", "right pleural effusion", "moderate right
+    pleural effusion", ...) and its negation, about 110 sentences. Added to every batch, they tell each image at every
+    step which of them hold: a dense multi-label signal for each (costly) image forward."""
+    out: dict[str, Statement] = {}
+    for kind, spec in KINDS.items():
+        fixed = FIXED_ATTRIBUTES.get(kind, ())
+        open_keys = [k for k in spec.choices if k not in fixed]
+        for fixed_values in product(*(spec.choices[k] for k in fixed)):
+            base = dict(zip(fixed, fixed_values, strict=True))
+            for size in range(len(open_keys) + 1):
+                for keys in combinations(open_keys, size):
+                    for values in product(*(spec.choices[k] for k in keys)):
+                        statement = label_statement(kind, {**base, **dict(zip(keys, values, strict=True))})
+                        out.setdefault(statement.text, statement)
+        out.setdefault(spec.negative, negative_label(kind))
+    # What a proposer writes for edema without a grade: moderate or severe (mild is "vascular congestion").
+    out["pulmonary edema"] = Statement("pulmonary edema", (Claim("edema", (("severity", ("moderate", "severe")),)),))
+    return list(out.values())
 
 
 def truth_matrix(images: Sequence[Sequence[Finding]], statements: Sequence[Statement]) -> np.ndarray:
