@@ -199,16 +199,17 @@ def _write_atomically(folder: Path, images: ImageSet) -> None:
 
 # -- rendering, in worker processes ------------------------------------------------------------------------------
 
-_WORKER: tuple[Generator, object] | None = None
+# Per process: one generator (its CT layers are costly to load) and one VLM image processor per image size.
+_WORKER: dict[int, tuple[Generator, object]] = {}
 
 
 def _worker_state(size: int) -> tuple[Generator, object]:
-    global _WORKER
-    if _WORKER is None:
+    if size not in _WORKER:
         from raddiff_vlm.checkpoints import TinyVLMShape, build_image_processor
 
-        _WORKER = (Generator(), build_image_processor(TinyVLMShape(image_size=size)))
-    return _WORKER
+        generator = next(iter(_WORKER.values()))[0] if _WORKER else Generator()
+        _WORKER[size] = (generator, build_image_processor(TinyVLMShape(image_size=size)))
+    return _WORKER[size]
 
 
 def render_one(seed: int, size: int) -> tuple[str, tuple[PlacedFinding, ...], np.ndarray, np.ndarray]:
