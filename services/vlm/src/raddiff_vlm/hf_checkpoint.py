@@ -12,6 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from raddiff_kit.errors import FailedPrecondition
+from raddiff_vlm.engine import EngineInfo, VLMEngine
+from raddiff_vlm.settings import VLMSettings
+
+
+class CheckpointEngine(VLMEngine):
+    """An engine that serves a local checkpoint folder with that folder's processor (both engines are)."""
+
+    checkpoint: Path
+    settings: VLMSettings
+    _processor: Any
+
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            model=self.checkpoint.name,
+            engine=self.name,
+            max_images_per_request=self.settings.max_images_per_request,
+            max_tokens=self.settings.max_tokens_limit,
+        )
+
+    def image_placeholder(self) -> str | None:
+        return image_placeholder(self._processor)
 
 
 def require_checkpoint(path: Path) -> None:

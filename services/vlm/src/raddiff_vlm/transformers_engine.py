@@ -40,11 +40,11 @@ from raddiff_kit.batching import MicroBatcher
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
 from raddiff_kit.logs import log_fields
-from raddiff_vlm.engine import EngineInfo, GenerationRequest, GenerationResult, Sampling, VLMEngine
+from raddiff_vlm.engine import GenerationRequest, GenerationResult, Sampling
 from raddiff_vlm.hf_checkpoint import (
+    CheckpointEngine,
     answer_text,
     eos_token_ids,
-    image_placeholder,
     load_processor,
     render_prompt,
     require_checkpoint,
@@ -133,7 +133,7 @@ class RowSampler(LogitsProcessor):
         return scores
 
 
-class TransformersEngine(VLMEngine):
+class TransformersEngine(CheckpointEngine):
     name = "transformers"
 
     def __init__(self, settings: VLMSettings, checkpoint: Path) -> None:
@@ -195,17 +195,6 @@ class TransformersEngine(VLMEngine):
         )
 
     # -- the interface -----------------------------------------------------
-    def info(self) -> EngineInfo:
-        return EngineInfo(
-            model=self.checkpoint.name,
-            engine=self.name,
-            max_images_per_request=self.settings.max_images_per_request,
-            max_tokens=self.settings.max_tokens_limit,
-        )
-
-    def image_placeholder(self) -> str | None:
-        return image_placeholder(self._processor)
-
     async def generate(self, request: GenerationRequest, deadline: Deadline) -> GenerationResult:
         text = render_prompt(self._processor, request.prompt, len(request.images))
         job = _Job(text, request.images, request.sampling, deadline)

@@ -42,11 +42,11 @@ from vllm.v1.metrics.loggers import StatLoggerBase
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError, Unavailable
 from raddiff_kit.logs import log_fields
-from raddiff_vlm.engine import EngineInfo, GenerationRequest, GenerationResult, Sampling, VLMEngine
+from raddiff_vlm.engine import GenerationRequest, GenerationResult, Sampling
 from raddiff_vlm.hf_checkpoint import (
+    CheckpointEngine,
     answer_text,
     eos_token_ids,
-    image_placeholder,
     load_processor,
     render_prompt,
     require_checkpoint,
@@ -100,7 +100,7 @@ class SchedulerFigures(StatLoggerBase):
         pass
 
 
-class VLLMEngine(VLMEngine):
+class VLLMEngine(CheckpointEngine):
     name = "vllm"
     supports_json_schema = True
 
@@ -176,17 +176,6 @@ class VLLMEngine(VLMEngine):
             await asyncio.get_running_loop().run_in_executor(None, engine.shutdown)
 
     # -- the interface -----------------------------------------------------
-    def info(self) -> EngineInfo:
-        return EngineInfo(
-            model=self.checkpoint.name,
-            engine=self.name,
-            max_images_per_request=self.settings.max_images_per_request,
-            max_tokens=self.settings.max_tokens_limit,
-        )
-
-    def image_placeholder(self) -> str | None:
-        return image_placeholder(self._processor)
-
     def unfinished_requests(self) -> int:
         """Requests vLLM still holds (waiting, running, or finishing)."""
         return self._engine.get_num_unfinished_requests() if self._engine is not None else 0
