@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
 from raddiff_embedding.checkpoints import load_checkpoint
 from raddiff_embedding.engine import OpenClipEngine
 from raddiff_training import clip
-from raddiff_training.statements import corpus_sentences
+from raddiff_training.statements import corpus_sentences, truth_matrix
+from raddiff_training.teacher import Teacher, TeacherConfig, train_teacher
 from raddiff_training.world import ImageSet
 from tests.training.conftest import TINY_SIZE
 
@@ -64,9 +66,10 @@ def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
     tiny_images: ImageSet, tokenizer, tmp_path: Path
 ) -> None:
     config, model = tiny_model(tokenizer)
-    settings = clip.ClipTrainConfig(steps=40, batch=8, hard_negatives=4, lr=3e-3, warmup=5, threads=1)
+    settings = clip.ClipTrainConfig(steps=40, batch=8, hard_negatives=4, lr=3e-3, warmup=5, teacher_steps=10, threads=1)
     result = clip.train_clip(model, tokenizer, tiny_images, settings, progress=False)
-    assert len(result.losses) == 40
+    assert len(result.losses) == len(result.distill_losses) == 40
+    assert np.mean(result.distill_losses[-10:]) < np.mean(result.distill_losses[:10])
     assert np.mean(result.losses[-10:]) < 0.8 * np.mean(result.losses[:10])
 
     folder = clip.save_clip(model, tokenizer, config, tmp_path / "clip", {"kind": "trained", "test": True})
@@ -90,7 +93,7 @@ def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
 
 
 def test_training_is_reproducible(tiny_images: ImageSet, tokenizer) -> None:
-    settings = clip.ClipTrainConfig(steps=3, batch=4, hard_negatives=2, warmup=1, threads=1)
+    settings = clip.ClipTrainConfig(steps=3, batch=4, hard_negatives=2, warmup=1, teacher_steps=2, threads=1)
     runs = []
     for _ in range(2):
         _, model = tiny_model(tokenizer)
@@ -100,3 +103,26 @@ def test_training_is_reproducible(tiny_images: ImageSet, tokenizer) -> None:
         torch.equal(a, b)
         for a, b in zip(runs[0][1].state_dict().values(), runs[1][1].state_dict().values(), strict=True)
     )
+
+
+def test_the_teacher_learns_and_gives_one_standardised_target_per_patch(tiny_images: ImageSet) -> None:
+    probes = clip.PROBES
+    config = TeacherConfig(steps=25, batch=8, lr=3e-3)
+    pixels_of = lambda idx: clip.image_batch(tiny_images.clip_pixels[idx])  # noqa: E731
+    truth = torch.from_numpy(truth_matrix([tiny_images.kinds(i) for i in range(len(tiny_images))], probes)).float()
+    untrained = Teacher(len(probes))
+    untrained.eval()
+    teacher, _ = train_teacher(tiny_images, probes, config, pixels_of, progress=False)
+    everything = pixels_of(np.arange(len(tiny_images)))
+    with torch.no_grad():
+        before = F.binary_cross_entropy_with_logits(untrained(everything), truth)
+        after = F.binary_cross_entropy_with_logits(teacher(everything), truth)
+    assert after < before
+    targets = teacher.patch_targets(everything[:3])
+    grid = TINY_SIZE // 16
+    assert targets.shape == (3, grid * grid, teacher.channels)
+    assert torch.allclose(targets.mean(-1), torch.zeros(3, grid * grid), atol=1e-4)
+    # Row-major patches, like the ViT's tokens: patch (row 0, col 1) is feature map column 1.
+    feature_map = teacher.feature_map(everything[:1])[0]
+    column = feature_map[:, 0, 1]
+    assert torch.allclose(targets[0, 1], (column - column.mean()) / (column.std() + 1e-5), atol=1e-4)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from raddiff_kit.deadlines import Deadline
@@ -103,3 +104,15 @@ async def test_training_lowers_the_loss_and_the_service_serves_the_checkpoint(
     finally:
         await engine.stop()
     assert result.completion_tokens >= 1 and result.prompt_tokens > TINY_VLM.image_seq_len
+
+
+def test_location_targets_spread_over_neighbouring_bins() -> None:
+    loc_ids = torch.arange(10, 20)
+    targets = torch.tensor([15, 3])  # a location token, then an ordinary one
+    logits = torch.zeros(2, 30)
+    assert torch.isclose(vlm.answer_loss(logits, targets, loc_ids, 0.0), F.cross_entropy(logits, targets))
+    near, far = logits.clone(), logits.clone()
+    near[0, 16] = 8.0  # one bin off
+    far[0, 19] = 8.0  # four bins off
+    assert F.cross_entropy(near, targets) == F.cross_entropy(far, targets)  # plain cross-entropy cannot tell
+    assert vlm.answer_loss(near, targets, loc_ids, 2.0) < vlm.answer_loss(far, targets, loc_ids, 2.0)

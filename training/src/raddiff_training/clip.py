@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from raddiff_embedding.checkpoints import CONFIG_NAME, WEIGHTS_NAME
 from raddiff_training.statements import Statement, counterfactual, probe_statements, statement_for, truth_matrix
+from raddiff_training.teacher import TeacherConfig, train_teacher
 from raddiff_training.world import ImageSet
 from raddiff_vlm.corpus import corpus
 
@@ -155,20 +156,24 @@ def encode_text_trimmed(model: CLIP, tokens: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ClipTrainConfig:
-    steps: int = 900
+    steps: int = 700
     batch: int = 32
     hard_negatives: int = 16  # extra counterfactual sentences per batch
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 50
+    distill_weight: float = 1.0  # the dense loss towards the teacher's patch features (teacher.py)
+    teacher_steps: int = 250
     seed: int = 0
     threads: int = 1
 
 
 @dataclass
 class ClipTrainResult:
-    losses: list[float]
+    losses: list[float]  # the contrastive loss per step
+    distill_losses: list[float]
     seconds: float
+    teacher_seconds: float
     images_seen: int
 
 
@@ -194,46 +199,65 @@ def train_clip(
     images: ImageSet,
     config: ClipTrainConfig,
     progress: bool = True,
-    on_step: Callable[[int, float], None] | None = None,
 ) -> ClipTrainResult:
-    """Train in place; the data order is fixed by config.seed (torch's own randomness is seeded too)."""
-    torch.manual_seed(config.seed)
+    """Train in place: first the teacher, then the CLIP; the data order is fixed by config.seed (torch's own
+    randomness is seeded too)."""
     torch.set_num_threads(config.threads)
+    started = time.monotonic()
+    teacher_config = TeacherConfig(steps=config.teacher_steps, seed=config.seed)
+    teacher, teacher_seconds = train_teacher(
+        images, PROBES, teacher_config, lambda idx: image_batch(images.clip_pixels[idx]), progress
+    )
+    torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, 1])
+    # Maps the ViT's patch tokens onto the teacher's features; a training aid, not saved.
+    distill_head = torch.nn.Linear(model.visual.transformer.width, teacher.channels)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        [
+            {"params": [*decay, distill_head.weight], "weight_decay": config.weight_decay},
+            {"params": [*rest, distill_head.bias], "weight_decay": 0.0},
+        ],
         lr=config.lr,
         betas=(0.9, 0.98),
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(config.warmup, config.steps))
     order = _epochs(len(images), rng)
     losses: list[float] = []
-    start = time.monotonic()
+    distill_losses: list[float] = []
     model.train()
-    bar = tqdm(range(config.steps), desc="training the CLIP", unit="step", disable=not progress)
-    for step in bar:
-        indices = np.array([next(order) for _ in range(config.batch)])
-        statements, truth = batch_statements(images, indices, rng, config.hard_negatives)
-        tokens = tokenizer([s.text for s in statements], padding="longest", truncation=True, return_tensors="pt")
-        image_features = F.normalize(model.encode_image(image_batch(images.clip_pixels[indices])), dim=-1)
-        text_features = F.normalize(encode_text_trimmed(model, tokens["input_ids"]), dim=-1)
-        logits = image_features @ text_features.T * model.logit_scale.exp() + model.logit_bias
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(truth).float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        if on_step:
-            on_step(step, losses[-1])
+    model.visual.output_tokens = True  # (pooled, patch tokens after ln_post)
+    try:
+        bar = tqdm(range(config.steps), desc="training the CLIP", unit="step", disable=not progress)
+        for _ in bar:
+            indices = np.array([next(order) for _ in range(config.batch)])
+            statements, truth = batch_statements(images, indices, rng, config.hard_negatives)
+            tokens = tokenizer([s.text for s in statements], padding="longest", truncation=True, return_tensors="pt")
+            pixels = image_batch(images.clip_pixels[indices])
+            pooled, patches = model.visual(pixels)
+            image_features = F.normalize(pooled, dim=-1)
+            text_features = F.normalize(encode_text_trimmed(model, tokens["input_ids"]), dim=-1)
+            logits = image_features @ text_features.T * model.logit_scale.exp() + model.logit_bias
+            contrastive = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(truth).float())
+            distill = F.mse_loss(distill_head(patches), teacher.patch_targets(pixels))
+            loss = contrastive + config.distill_weight * distill
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([*model.parameters(), *distill_head.parameters()], 1.0)
+            optimizer.step()
+            schedule.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(contrastive.item())
+            distill_losses.append(distill.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", distill=f"{np.mean(distill_losses[-20:]):.3f}")
+    finally:
+        model.visual.output_tokens = False
     model.eval()
-    return ClipTrainResult(losses, time.monotonic() - start, config.steps * config.batch)
+    return ClipTrainResult(
+        losses, distill_losses, time.monotonic() - started, teacher_seconds, config.steps * config.batch
+    )
 
 
 def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
@@ -277,6 +301,8 @@ def provenance(config: ClipTrainConfig, images: ImageSet, result: ClipTrainResul
         "train": asdict(config),
         "train_seeds": [int(images.seeds[0]), int(images.seeds[-1]) + 1],
         "seconds": round(result.seconds, 1),
+        "teacher_seconds": round(result.teacher_seconds, 1),
         "final_loss": round(float(np.mean(result.losses[-20:])), 4),
+        "final_distill_loss": round(float(np.mean(result.distill_losses[-20:])), 4),
         **extra,
     }
