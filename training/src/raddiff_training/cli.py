@@ -153,7 +153,7 @@ def run_ensure(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raddiff-train", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, steps, batch, lr, held_out in (("clip", 700, 32, 2e-3, 600), ("vlm", 1500, 32, 2e-3, 200)):
+    for name, steps, batch, lr, held_out in (("clip", 700, 32, 2e-3, 600), ("vlm", 1300, 32, 2e-3, 200)):
         sub = commands.add_parser(name, help=f"train the {name.upper()} and report its quality on held-out images")
         sub.add_argument(
             "--out", type=Path, default=None, help=f"checkpoint folder (default: the package's weights/{name})"

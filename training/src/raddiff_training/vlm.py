@@ -259,7 +259,7 @@ class Encoder:
 
 @dataclass(frozen=True)
 class VlmTrainConfig:
-    steps: int = 1500
+    steps: int = 1300
     batch: int = 32
     lr: float = 2e-3
     vision_lr_scale: float = 0.3  # the trained vision layer moves slower than the new decoder
