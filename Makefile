@@ -37,10 +37,10 @@ $(STUBS_STAMP): $(PROTOS) $(VENV)/bin/python
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=kit/src --pyi_out=kit/src --grpc_python_out=kit/src $(PROTOS)
 	touch $@
 
-# The embedded default's checkpoints in $(RADDIFF_MODEL_DIR), built once.
+# The embedded default's checkpoints in $(RADDIFF_MODEL_DIR): the project's own trained CLIP and VLM, copied from
+# the weights committed in training/ (`raddiff-train clip|vlm` reproduces them; see docs/models/).
 models: install
-	$(PY) -m raddiff_embedding.checkpoints init-random $(RADDIFF_MODEL_DIR)/clip --if-missing
-	[ -e $(RADDIFF_MODEL_DIR)/vlm/config.json ] || $(PY) -m raddiff_vlm.checkpoints init-random $(RADDIFF_MODEL_DIR)/vlm
+	$(VENV)/bin/raddiff-train ensure --no-train $(RADDIFF_MODEL_DIR)
 
 up: models
 	$(PY) -m raddiff_kit.localstack up --data-root .data
