@@ -15,6 +15,7 @@ from raddiff_kit.deadlines import Deadline
 from raddiff_training import clip, vlm
 from raddiff_training.statements import corpus_sentences
 from raddiff_training.world import ImageSet
+from raddiff_vlm.checkpoints import build_model
 from raddiff_vlm.engine import GenerationRequest, Sampling
 from raddiff_vlm.settings import VLMSettings
 from raddiff_vlm.transformers_engine import TransformersEngine
@@ -116,3 +117,16 @@ def test_location_targets_spread_over_neighbouring_bins() -> None:
     far[0, 19] = 8.0  # four bins off
     assert F.cross_entropy(near, targets) == F.cross_entropy(far, targets)  # plain cross-entropy cannot tell
     assert vlm.answer_loss(near, targets, loc_ids, 2.0) < vlm.answer_loss(far, targets, loc_ids, 2.0)
+
+
+def test_training_is_reproducible(tiny_clip, built, tiny_images: ImageSet) -> None:
+    _, processor = built
+    settings = vlm.VlmTrainConfig(steps=3, batch=4, warmup=1, threads=1)
+    runs = []
+    for _ in range(2):
+        model = build_model(processor.tokenizer, TINY_VLM, seed=0)
+        vlm.copy_clip_tower(model, tiny_clip.visual)
+        losses = vlm.train_vlm(model, processor, tiny_images, settings, progress=False).losses
+        runs.append((losses, model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][name], tensor) for name, tensor in runs[1][1].items())

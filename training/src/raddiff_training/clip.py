@@ -1,15 +1,17 @@
 """The project's CheXzero-style CLIP: a small open_clip ViT and text transformer, trained on (image, sentence) pairs.
 
-Architecture (CLIP_CONFIG): a 160 px ViT with 16 px patches (a 10 x 10 grid plus the class token, no pre-LN so the
+Architecture (clip_config): a 160 px ViT with 16 px patches (a 10 x 10 grid plus the class token, no pre-LN so the
 tower maps one to one onto the VLM's SigLIP-style tower), width 128, 4 layers of four 32-wide heads; a causal text
-transformer, width 128, 3 layers, over a 2,048-token lower-cased byte-level BPE trained on radiology text, pooled
-at its end token; a 128-d joint space. About 1.6 M parameters.
+transformer, width 128, 3 layers, over a lower-cased byte-level BPE (1,331 tokens) trained on radiology text, pooled
+at its end token; a 128-d joint space. 1.7 M parameters.
 
 Training is contrastive with SigLIP's pairwise sigmoid loss. Each image in a batch brings one true sentence about
-itself (statements.py) and half the images bring a hard negative too (the same finding with one attribute
-changed). Because the generator's metadata says which sentences hold for which images, a pair is positive
-whenever the sentence holds for the image, not only for the image that brought it: "no pleural effusion" drawn
-for one image is a positive for every image without an effusion, and a negative for the rest.
+itself (statements.py), half the images bring a hard negative (the same finding with one attribute changed), and
+the probe sentences (every label at every level of detail) are in every batch. Because the generator's metadata
+says which sentences hold for which images, a pair is positive whenever the sentence holds for the image, not only
+for the image that brought it: "no pleural effusion" drawn for one image is a positive for every image without an
+effusion, and a negative for the rest. Beside it, a dense loss pulls the ViT's patch tokens towards a small CNN
+teacher's features (teacher.py says why).
 """
 
 from __future__ import annotations

@@ -81,11 +81,12 @@ def ensure_slot(
             log(f"kept {target} (the committed trained {slot.name})")
             return target
         _copy_atomically(committed, target)
-        log(
-            f"installed the trained {slot.name} at {target} (replaced a {kind} folder)"
-            if kind != "missing"
-            else f"installed the trained {slot.name} at {target}"
-        )
+        replaced = {
+            "missing": "",
+            "random-init": " (replaced a random-init one)",
+            "ours-trained": " (replaced an older one)",
+        }
+        log(f"installed the trained {slot.name} at {target}{replaced[kind]}")
         return target
     if kind == "ours-trained":
         log(f"kept {target} (trained here; no committed weights to compare with)")

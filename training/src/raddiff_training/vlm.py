@@ -9,7 +9,8 @@ The vision tower starts as the trained CLIP's (copy_clip_tower): same patch embe
 folded into it), position embeddings without the class token, blocks and final norm. Its first layers stay frozen
 (their outputs are computed once per image); the last layer, the connector and the decoder are trained with
 teacher forcing on two tasks mixed per batch: the caption (captions.caption) for a describe-prompt, and the boxes
-(captions.grounding_answer) for a where-is prompt.
+(captions.grounding_answer) for a where-is prompt. A location token's target is spread over its neighbouring bins
+(answer_loss), so that a box one bin off counts as nearly right.
 """
 
 from __future__ import annotations
