@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from tests.helpers import DataDirs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -32,16 +33,6 @@ def xray_like(seed: int, size: tuple[int, int] = (300, 260)) -> Image.Image:
     y = (seed * 53) % (h - 20)
     draw.rectangle((0, y, w - 1, y + 15), fill=120)
     return image.convert("RGB")
-
-
-@dataclass
-class DataDirs:
-    root: Path
-    outside: Path
-    scratch: Path
-
-    def uri(self, name: str) -> str:
-        return (self.root / name).as_uri()
 
 
 @pytest.fixture(scope="session")

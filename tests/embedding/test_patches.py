@@ -15,7 +15,7 @@ from raddiff.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from raddiff_embedding.engine import OpenClipEngine, _patch_grid
 from raddiff_embedding.preprocess import build_preprocess, input_frame
 from raddiff_kit.images import ImageStore
-from tests.embedding.conftest import DataDirs
+from tests.helpers import DataDirs
 
 Stub = embedding_pb2_grpc.EmbeddingServiceStub
 

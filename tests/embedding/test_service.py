@@ -16,7 +16,7 @@ from raddiff_embedding.engine import OpenClipEngine
 from raddiff_embedding.settings import EmbeddingSettings
 from raddiff_kit.images import ImageStore, sha256_file
 from raddiff_kit.settings import SharedSettings, load_settings
-from tests.embedding.conftest import DataDirs
+from tests.helpers import DataDirs
 
 Stub = embedding_pb2_grpc.EmbeddingServiceStub
 

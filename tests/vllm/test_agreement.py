@@ -14,8 +14,8 @@ from raddiff.v1 import vlm_pb2
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.images import ImageStore
 from raddiff_vlm.engine import GenerationRequest, GenerationResult, Sampling
+from tests.helpers import DataDirs
 from tests.vllm.conftest import Served
-from tests.vlm.conftest import DataDirs
 from tests.vlm.test_service import request
 
 CASES = [

@@ -12,8 +12,8 @@ import pytest
 
 from raddiff_kit.settings import SharedSettings
 from raddiff_vlm.app import build_app
+from tests.helpers import DataDirs
 from tests.vllm.conftest import Served, engine_settings
-from tests.vlm.conftest import DataDirs
 from tests.vlm.test_service import metric, request
 
 FINDING = {

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+
+from tests.helpers import DataDirs
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -34,16 +35,6 @@ def radiograph(seed: int, size: tuple[int, int] = (320, 300)) -> Image.Image:
     y = (seed * 47) % (h - 12)
     draw.rectangle((0, y, w - 1, y + 10), fill=90)
     return image
-
-
-@dataclass
-class DataDirs:
-    root: Path
-    outside: Path
-    scratch: Path
-
-    def uri(self, name: str) -> str:
-        return (self.root / name).as_uri()
 
 
 @pytest.fixture(scope="session")
