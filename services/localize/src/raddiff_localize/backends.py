@@ -87,6 +87,35 @@ def connect(target: str, service: str, stub_class: type, timeout_s: float) -> Se
     return ServiceClient(channel, stub_class(channel), timeout_s)
 
 
+class RemoteBackend(LocalizeBackend):
+    """A backend that asks one other service; the channel opens with the server and closes after its drain."""
+
+    service: str  # full gRPC service name
+    stub_class: type
+    target_var: str  # the setting that names the service, for the error when it is unset
+    what: str  # the service in words
+
+    def __init__(self, target: str, timeout_s: float) -> None:
+        self._target = target
+        self._timeout_s = timeout_s
+        self._client: ServiceClient | None = None
+
+    async def start(self) -> None:
+        self._client = connect(self._target, self.service, self.stub_class, self._timeout_s)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def client(self) -> ServiceClient:
+        if self._client is None:
+            raise FailedPrecondition(
+                f"no {self.what} is configured for the {self.name} backend: set {self.target_var}"
+            )
+        return self._client
+
+
 async def call_upstream(
     client: ServiceClient, method: str, request: object, deadline: Deadline, who: str, loads_images: bool = False
 ) -> Any:
@@ -124,29 +153,19 @@ def localize_prompt(findings: list[str], grid: RenderedGrid) -> str:
     )
 
 
-class LLMBackend(LocalizeBackend):
+class LLMBackend(RemoteBackend):
     name = "llm"
+    service, stub_class = LLM_SERVICE, llm_pb2_grpc.LLMProxyServiceStub
+    target_var, what = "RADDIFF_LLM_TARGET", "LLM proxy"
 
     def __init__(self, grids: GridEngine, target: str, model: str, timeout_s: float, retries: int) -> None:
+        super().__init__(target, timeout_s)
         self._grids = grids
-        self._target = target
-        self._client: ServiceClient | None = None
         self._model = model
-        self._timeout_s = timeout_s
         self._attempts = retries + 1
 
-    async def start(self) -> None:
-        self._client = connect(self._target, LLM_SERVICE, llm_pb2_grpc.LLMProxyServiceStub, self._timeout_s)
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
     async def localize(self, job: LocalizeJob, deadline: Deadline) -> Localization:
-        client = self._client
-        if client is None:
-            raise FailedPrecondition("no LLM proxy is configured for the llm backend: set RADDIFF_LLM_TARGET")
+        client = self.client()
         grid = await run_blocking(deadline, self._grids.grid, job.set_a, job.set_b, GRID_LAYOUT)
         findings = job.findings
         messages = [

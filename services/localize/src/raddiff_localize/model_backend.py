@@ -17,7 +17,7 @@ from raddiff.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from raddiff_kit.client import ServiceClient
 from raddiff_kit.deadlines import Deadline, run_blocking
 from raddiff_kit.errors import FailedPrecondition, ServiceError, Unavailable
-from raddiff_localize.backends import Localization, LocalizeBackend, LocalizeJob, call_upstream, connect
+from raddiff_localize.backends import Localization, LocalizeJob, RemoteBackend, call_upstream
 from raddiff_localize.boxes import finding_label
 from raddiff_localize.engine import WHOLE_IMAGE, NormBox, Ref
 from raddiff_localize.similarity_map import Frame, MapOptions, finding_t_map, strongest_region
@@ -40,23 +40,14 @@ class FindingMaps:
     model_id: str
 
 
-class ModelBackend(LocalizeBackend):
+class ModelBackend(RemoteBackend):
     name = "model"
+    service, stub_class = EMBEDDING_SERVICE, embedding_pb2_grpc.EmbeddingServiceStub
+    target_var, what = "RADDIFF_EMBEDDING_TARGET", "embedding service"
 
     def __init__(self, target: str, timeout_s: float, options: MapOptions) -> None:
-        self._target = target
-        self._timeout_s = timeout_s
+        super().__init__(target, timeout_s)
         self._options = options
-        self._client: ServiceClient | None = None
-
-    async def start(self) -> None:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub
-        self._client = connect(self._target, EMBEDDING_SERVICE, stub, self._timeout_s)
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
 
     async def localize(self, job: LocalizeJob, deadline: Deadline) -> Localization:
         if min(len(job.set_a), len(job.set_b)) < 2:
@@ -82,11 +73,7 @@ class ModelBackend(LocalizeBackend):
 
     async def finding_maps(self, job: LocalizeJob, deadline: Deadline) -> FindingMaps:
         """The smoothed Welch t-map (A against B) of every finding's patch similarity, on each image's grid."""
-        client = self._client
-        if client is None:
-            raise FailedPrecondition(
-                "no embedding service is configured for the model backend: set RADDIFF_EMBEDDING_TARGET"
-            )
+        client = self.client()
         info = await call_upstream(client, "Info", embedding_pb2.EmbeddingInfoRequest(), deadline, WHO)
         if info.max_patch_images < 1:
             raise FailedPrecondition(

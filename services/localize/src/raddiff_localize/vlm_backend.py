@@ -14,11 +14,9 @@ import statistics
 from dataclasses import dataclass
 
 from raddiff.v1 import common_pb2, vlm_pb2, vlm_pb2_grpc
-from raddiff_kit.client import ServiceClient
 from raddiff_kit.deadlines import Deadline
-from raddiff_kit.errors import FailedPrecondition
 from raddiff_kit.grounding import decode_boxes
-from raddiff_localize.backends import Localization, LocalizeBackend, LocalizeJob, call_upstream, connect
+from raddiff_localize.backends import Localization, LocalizeJob, RemoteBackend, call_upstream
 from raddiff_localize.boxes import finding_label
 from raddiff_localize.engine import WHOLE_IMAGE, NormBox, Ref
 
@@ -91,32 +89,22 @@ class ImageOutcome:
     attempts: int  # asked this many times
 
 
-class VLMBackend(LocalizeBackend):
+class VLMBackend(RemoteBackend):
     name = "vlm"
+    service, stub_class = VLM_SERVICE, vlm_pb2_grpc.VLMServiceStub
+    target_var, what = "RADDIFF_VLM_TARGET", "VLM"
 
     def __init__(
         self, target: str, timeout_s: float, retries: int, max_images: int, max_tokens: int, concurrency: int
     ) -> None:
-        self._target = target
-        self._timeout_s = timeout_s
+        super().__init__(target, timeout_s)
         self._attempts = retries + 1
         self._max_images = max_images
         self._max_tokens = max_tokens
         self._concurrency = concurrency
-        self._client: ServiceClient | None = None
-
-    async def start(self) -> None:
-        self._client = connect(self._target, VLM_SERVICE, vlm_pb2_grpc.VLMServiceStub, self._timeout_s)
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
 
     async def localize(self, job: LocalizeJob, deadline: Deadline) -> Localization:
-        client = self._client
-        if client is None:
-            raise FailedPrecondition("no VLM is configured for the vlm backend: set RADDIFF_VLM_TARGET")
+        client = self.client()
         indices = spread_sample(len(job.set_a), self._max_images)
         gate = asyncio.Semaphore(self._concurrency)
 
