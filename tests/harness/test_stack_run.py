@@ -63,6 +63,29 @@ def test_run_scores_every_pair_through_the_rest_api(stack: LocalStack, small_ben
     assert float(printed["overall"][4]) == pytest.approx(table["overall"]["acc_at_5"], abs=5e-4)
 
 
+def test_compare_runs_both_configs_over_the_same_pairs(stack: LocalStack, small_bench: Path, fast_config: Path) -> None:
+    single = fast_config.parent / "single.yaml"
+    single.write_text(json.dumps({**FAST_CONFIG, "num_iterations": 1}))
+    out = small_bench.parent / "comparison.json"
+    proc = bench(
+        "compare", "--jsonl", str(small_bench), "--orchestrator", stack.url, "--config", str(fast_config),
+        "--config", str(single), "--out", str(out), "--poll", "0.3",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    candidate, reference = data["runs"]
+    assert candidate["run"]["config"]["num_iterations"] == FAST_CONFIG["num_iterations"]
+    assert reference["run"]["config"]["num_iterations"] == 1
+    assert [p["id"] for p in candidate["pairs"]] == [p["id"] for p in reference["pairs"]] == list(BENCH_PAIRS)
+    for row, c, r in zip(data["comparison"], candidate["table"], reference["table"], strict=True):
+        assert row["group"] == c["group"] == r["group"]
+        assert row["acc_at_1"] == {"candidate": c["acc_at_1"], "reference": r["acc_at_1"],
+                                   "gain": pytest.approx(c["acc_at_1"] - r["acc_at_1"])}  # fmt: skip
+    assert "against single.yaml (ref)" in proc.stdout
+    refused = bench("compare", "--jsonl", str(small_bench), "--orchestrator", stack.url, "--config", str(single))
+    assert refused.returncode == 2 and "exactly two --config" in refused.stderr
+
+
 def test_run_pair_exits_0_with_one_json_line(stack: LocalStack, small_bench: Path, fast_config: Path) -> None:
     proc = bench(
         "run-pair", "--jsonl", str(small_bench), "--index", "0", "--orchestrator", stack.url,

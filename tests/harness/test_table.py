@@ -7,7 +7,7 @@ import json
 import pytest
 
 from raddiff_bench.results import PairResult, RankedFinding, accuracy_at
-from raddiff_bench.table import render, report, summarize
+from raddiff_bench.table import compare, comparison_json, render, render_comparison, report, summarize
 
 
 def judged(pair_id: str, difficulty: str, scores: list[int], seconds: float) -> PairResult:
@@ -105,3 +105,22 @@ def test_scores_a_judge_could_not_have_given_fail_the_pair() -> None:
     result.findings = [RankedFinding(rank=1, finding="x")]
     bad = result.judged([2, 2], "semantic", "harness")
     assert bad.status == "failed" and "for 1 findings" in (bad.error or "") and bad.acc_at_1 == 0.0
+
+
+def test_a_comparison_puts_each_difficultys_accuracies_side_by_side_with_the_gain() -> None:
+    candidate = summarize([judged("a", "easy", [2], 1.0), judged("b", "hard", [0, 2], 1.0)])
+    reference = summarize([judged("a", "easy", [1], 1.0), judged("b", "hard", [0, 0, 1], 1.0)])
+    rows = compare(candidate, reference)
+    assert [r.group for r in rows] == ["easy", "hard", "overall"]
+    assert (rows[0].acc_at_1, rows[0].gain_at_1) == ((1.0, 0.5), 0.5)
+    assert (rows[1].acc_at_5, rows[1].gain_at_5) == ((1.0, 0.5), 0.5)
+    assert rows[2].acc_at_1 == (0.5, 0.25) and rows[2].pairs == 2
+    text = render_comparison("full.yaml", "baseline.yaml", rows)
+    assert text.splitlines()[0].startswith("full.yaml against baseline.yaml")
+    assert text.splitlines()[-1].split() == ["overall", "2", "0.500", "0.250", "+0.250", "1.000", "0.500", "+0.500"]
+    assert comparison_json(rows)[2]["acc_at_5"] == {"candidate": 1.0, "reference": 0.5, "gain": 0.5}
+
+
+def test_runs_over_different_difficulties_do_not_compare() -> None:
+    with pytest.raises(ValueError, match="same difficulties"):
+        compare(summarize([judged("a", "easy", [2], 1.0)]), summarize([judged("a", "hard", [2], 1.0)]))

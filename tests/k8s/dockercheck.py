@@ -308,7 +308,7 @@ def check_artifact(artifact: dict[str, Any], root: Path = ROOT) -> list[str]:
         return problems
     text = path.read_text()
     problems += [f"{where}: {p}" for p in check_dockerfile(text, args, root)]
-    for folder in packages(args):
+    for folder in [*packages(args), *([args["DATA_PACKAGE"]] if args.get("DATA_PACKAGE") else [])]:
         if not (root / folder / "pyproject.toml").exists():
             problems.append(f"{where}: {folder} is not a package (no pyproject.toml)")
     if problems:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from tests.k8s import chartcheck as cc
 from tests.k8s import localrun as lr
@@ -45,14 +46,16 @@ def test_rendering_maps_onto_loopback(tmp_path: Path) -> None:
     assert Path(orch.argv[0]).name == "raddiff-orchestrator"
 
 
-def _images(folder: Path, prefix: str, count: int, level: int) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"{prefix}{i:02d}.png"
-        Image.effect_noise((64, 64), 20 + i).point(lambda v, lv=level: min(255, v // 2 + lv)).save(path)
-        paths.append(str(path))
-    return paths
+def _cohort(folder: Path, count: int) -> tuple[list[str], list[str]]:
+    """A small synthetic cohort whose sets differ by a moderate right pleural effusion: A's and B's paths."""
+    synth = Path(sys.executable).parent / "raddiff-synth"
+    subprocess.run(
+        [str(synth), "cohort", "default", str(folder), "--pairs", "effusion-right-moderate",
+         "--per-set", str(count), "--size", "256"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    pair = json.loads((folder / "RadDiffSynth.jsonl").read_text().splitlines()[0])
+    return [str(folder / p) for p in pair["set1_images"]], [str(folder / p) for p in pair["set2_images"]]
 
 
 def _http(method: str, url: str, body: dict | None = None) -> dict:
@@ -85,7 +88,7 @@ def test_cpu_profile_runs_an_analysis(tmp_path: Path) -> None:
             assert lr.probe(launch, launch.liveness), f"{launch.name}: liveness probe fails\n{lr.tail(launch)}"
 
         data = cluster.claim_dir("raddiff-data")
-        set_a, set_b = _images(data / "a", "a", 6, 110), _images(data / "b", "b", 6, 30)
+        set_a, set_b = _cohort(data / "cohort", 6)
         orch = next(x for x in launches if x.name.startswith("raddiff-orchestrator/"))
         base = f"http://127.0.0.1:{orch.ports['http']}"
         accepted = _http(
@@ -93,7 +96,7 @@ def test_cpu_profile_runs_an_analysis(tmp_path: Path) -> None:
             f"{base}/v1/analyses",
             {
                 "input": {"kind": "sets", "set_a": set_a, "set_b": set_b},
-                "ground_truth": {"a": "brighter radiographs", "b": "darker radiographs"},
+                "ground_truth": {"a": "moderate right pleural effusion", "b": "no pleural effusion"},
                 "config": {"sample_size": 3, "min_findings": 1, "max_findings": 3},
             },
         )

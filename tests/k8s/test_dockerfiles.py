@@ -129,6 +129,7 @@ def test_single_stage_dockerfile_is_refused() -> None:
         ("raddiff-localize", {"TORCH": "cuda"}, "installs PyTorch: True, but its package depends on torch: False"),
         ("raddiff-embedding", {"TORCH": "none"}, "installs PyTorch: False, but its package depends on torch: True"),
         ("raddiff-vlm", {"SCRIPT": "raddiff-embedding"}, "raddiff-embedding is not a console script"),
+        ("raddiff-embedding", {"DATA_PACKAGE": "weights"}, "weights is not a package"),
     ],
 )
 def test_artifact_check_fails_on_a_broken_skaffold_artifact(image: str, change: dict, problem: str) -> None:

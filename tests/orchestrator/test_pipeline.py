@@ -24,6 +24,7 @@ from raddiff_orchestrator.agent.steps import (
     Scored,
     StageReport,
     accuracy_at,
+    ranked,
     seeded_sample,
 )
 from raddiff_orchestrator.agent.task import AnalysisTask, GroundTruth, ImageSet
@@ -95,7 +96,7 @@ def test_vectors_from_a_service_are_checked_and_normalised() -> None:
 
 async def test_ground_truth_without_an_evaluator_is_noted_not_failed() -> None:
     task = AnalysisTask(TASK.set_a, TASK.set_b, ground_truth=GroundTruth("effusion", "normal"))
-    scored = Scored("effusion", np.array([0.3, 0.1]), 0.9, None, iteration=1)
+    scored = Scored("effusion", np.array([0.3, 0.1]), 0.9, 1.5, None, iteration=1)
     state = AnalysisState(task, iterations=[IterationWork(1, ranking=[scored])])
 
     async def report(fraction: float) -> None:
@@ -185,3 +186,12 @@ def test_deduplication_choice_follows_the_config_and_the_proposer() -> None:
     assert chosen({}).name == "llm"  # auto: the LLM's while the auto proposer still has one
     with pytest.raises(DependencyError, match="RADDIFF_LLM_TARGET"):
         chosen({"proposer": {"method": "offline"}, "dedup": {"method": "llm"}}, with_chat=False)
+
+
+def test_ranking_by_auroc_breaks_ties_by_effect_size_and_effect_size_order_ignores_auroc() -> None:
+    def scored(name: str, auroc: float, d: float) -> Scored:
+        return Scored(name, np.zeros(2), auroc, d, None, iteration=1)
+
+    findings = [scored("device", 1.0, 3.0), scored("effusion", 1.0, 9.0), scored("heart", 0.99, 12.0)]
+    assert [s.finding for s in ranked(findings, "auroc")] == ["effusion", "device", "heart"]
+    assert [s.finding for s in ranked(findings, "effect_size")] == ["heart", "effusion", "device"]

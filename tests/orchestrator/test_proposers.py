@@ -26,6 +26,7 @@ from raddiff_orchestrator.agent.proposers import (
     phrases,
     singular,
 )
+from raddiff_orchestrator.agent.results import BoxOut, VisualSearch
 
 
 def test_negated_findings_are_not_phrases() -> None:
@@ -197,3 +198,33 @@ def test_parse_findings_limits_and_cleans() -> None:
     assert parse_findings(text, limit=3) == ["a b", "c", "d"]
     with pytest.raises(ValueError, match='"findings" list'):
         parse_findings("[1, 2]", limit=3)
+
+
+def test_degenerate_output_yields_no_phrases() -> None:
+    found = set(phrases("Right- right pleural right pleural standard right tube tube tip<loc016> tube."))
+    assert not any(len(set(p.split())) < len(p.split()) for p in found)  # no stutter like "tube tube"
+    assert not any("loc" in p for p in found)  # grounding tokens are not words
+    assert "right pleural standard" in found  # the words themselves still count, once each
+
+
+async def test_refinement_keeps_only_crop_phrases_the_vlm_also_says_of_whole_images() -> None:
+    whole_a = [Evidence(f"a{i}", "Moderate right pleural effusion. Left-sided pacemaker.") for i in range(4)]
+    whole_b = [Evidence(f"b{i}", "Left-sided pacemaker. Clear lungs.") for i in range(4)]
+    crops_a = ["Right pleural effusion. Large right pleural standard."] * 4
+    crops_b = ["Clear lungs.", "Clear lungs."] * 2
+    search = VisualSearch(
+        "pleural effusion", 0.9, BoxOut(0.05, 0.6, 0.35, 0.95), "model", "scratch://grid.png",
+        {"a": [], "b": []}, {"a": crops_a, "b": crops_b},
+    )  # fmt: skip
+    pacemaker = VisualSearch(
+        "left-sided pacemaker", 0.8, BoxOut(0.7, 0.1, 0.9, 0.3), "model", "scratch://grid.png",
+        {"a": [], "b": []}, {"a": [], "b": []},
+    )  # fmt: skip
+    given = ProposalInput(whole_a, whole_b, searches=[search, pacemaker])
+    proposals = await ContrastProposer().propose(given, AgentConfig(), [])
+    texts = [p.text for p in proposals]
+    from_crops = [p.text for p in proposals if p.searches == (0,)]
+    assert "right pleural effusion" in from_crops  # attested: the whole images say it too
+    assert not any("standard" in t for t in texts)  # said only of crops: degenerate wording, dropped
+    assert "right lower pleural effusion" in texts  # the box's side and zone name the unsided finding
+    assert not any(t.endswith("left-sided pacemaker") and t != "left-sided pacemaker" for t in texts)  # sided

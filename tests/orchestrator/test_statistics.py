@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from raddiff_orchestrator.agent.auroc import auroc
+from raddiff_orchestrator.agent.auroc import auroc, auroc_rows
 from raddiff_orchestrator.agent.statistics import (
     benjamini_hochberg,
     bootstrap_auroc_ci,
+    effect_sizes,
     finding_stats,
     histogram,
     permutation_p_values,
@@ -120,3 +121,26 @@ def test_histogram_shares_its_edges() -> None:
     edges, a, b = histogram(np.array([0.0, 0.5, 1.0]), np.array([0.25, 0.25]), bins=4)
     assert edges == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert a == [1, 0, 1, 1] and b == [0, 2, 0, 0]
+
+
+def test_effect_size_is_cohens_d_with_the_pooled_standard_deviation() -> None:
+    a, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0, 4.0])
+    pooled = np.sqrt((a.var(ddof=1) * 2 + b.var(ddof=1) * 3) / 5)
+    scores = np.stack([np.r_[a, b], np.r_[b[:3], a, 9.0][:7], np.full(7, 0.5), np.r_[np.ones(3), np.zeros(4)]])
+    positive = np.r_[np.ones(3, bool), np.zeros(4, bool)]
+    d = effect_sizes(scores, positive)
+    assert d[0] == pytest.approx((a.mean() - b.mean()) / pooled)
+    assert d[1] < 0  # B above A
+    assert d[2] == 0.0  # no spread, equal means
+    assert d[3] == np.inf  # no spread, A above B
+
+
+def test_effect_size_orders_findings_that_all_reach_auroc_one() -> None:
+    rng = np.random.default_rng(0)
+    positive = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    narrow = np.r_[rng.normal(1.0, 0.1, 50), rng.normal(0.0, 0.1, 50)]  # d about 10
+    wide = np.r_[rng.normal(0.5, 0.1, 50), rng.normal(0.0, 0.1, 50)]  # d about 5, still no overlap
+    scores = np.stack([wide, narrow])
+    assert (auroc_rows(scores, positive) == 1.0).all()
+    d = effect_sizes(scores, positive)
+    assert d[1] > d[0] > 3

@@ -98,7 +98,8 @@ def build_result(set_a: list[str], set_b: list[str], zoom_grid: str, crops: list
             FindingResult(
                 rank=rank, finding=text, auroc=auroc, auroc_ci=[auroc - 0.08, min(1.0, auroc + 0.07)], ci_level=0.95,
                 p_value=0.0009 if rank == 1 else 0.03 * rank, q_value=0.0027 if rank == 1 else 0.045 * rank,
-                t_statistic=float(5.1 / rank), t_p_value=1e-5 * rank, mean_a=float(a.mean()), mean_b=float(b.mean()),
+                t_statistic=float(5.1 / rank), effect_size=float(2.4 / rank), t_p_value=1e-5 * rank,
+                mean_a=float(a.mean()), mean_b=float(b.mean()),
                 chexzero_auroc=None, iteration=2 if rank == 1 else 1, origin="refinement" if rank == 1 else "proposal",
                 histogram=_histogram(a, b), scores={"a": a.tolist(), "b": b.tolist()},
                 most_a_like=[ImageScore(u, g, float(s)) for s, u, g in order[:4]],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from raddiff_embedding.checkpoints import init_random
 from raddiff_training.ensure import CLIP, ModelSlot, ensure_slot, folder_digest
+from raddiff_training.ensure import main as ensure_main
 
 
 def committed_clip(root: Path) -> ModelSlot:
@@ -75,3 +78,31 @@ def test_trains_when_nothing_is_committed_and_may_refuse_to(tmp_path: Path) -> N
     assert len(trained) == 1
     with pytest.raises(FileNotFoundError, match="no committed vlm weights"):
         ensure_slot(tmp_path / "elsewhere", empty, None, lambda _: None)
+
+
+def test_the_module_command_installs_only_committed_weights_with_the_standard_library(tmp_path: Path) -> None:
+    # The service images carry this package without its dependencies: the command must not need them.
+    code = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name.split('.')[0] in {'torch', 'numpy', 'raddiff_synth', 'open_clip', 'transformers'}:\n"
+        "        raise ImportError(name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        "import runpy\n"
+        "sys.argv = ['ensure', sys.argv[1], 'clip']\n"
+        "runpy.run_module('raddiff_training.ensure', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"installed the trained clip at {tmp_path / 'clip'}" in done.stdout
+    assert folder_digest(tmp_path / "clip") == folder_digest(CLIP.committed())
+    assert not (tmp_path / "vlm").exists()
+
+
+def test_the_module_command_refuses_an_unknown_model_and_installs_a_named_one(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        ensure_main([str(tmp_path), "clip", "bogus"])
+    assert exit_info.value.code == 2 and not (tmp_path / "clip").exists()
+    assert ensure_main([str(tmp_path), "vlm"]) == 0 and (tmp_path / "vlm" / "model.safetensors").is_file()

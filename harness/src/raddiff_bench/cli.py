@@ -4,6 +4,8 @@
                     [--judge-backend semantic|llm] [--out results.json] [--image-root DIR] [--evaluator HOST:PORT]
   raddiff-bench run --reports-jsonl REPORTS.jsonl --evaluator HOST:PORT [--pairs ...] [--out ...]
   raddiff-bench run-pair --jsonl BENCH.jsonl --index I --orchestrator URL [...]
+  raddiff-bench compare --jsonl BENCH.jsonl --orchestrator URL --config CANDIDATE.yaml --config REFERENCE.yaml
+                    [--pairs ...] [--concurrency N] [--out comparison.json] [...]
 
 Exit codes: 0 every pair succeeded; 1 a pair failed (run: the table is still printed and written);
 3 bad input (a malformed pair or JSONL, a missing file, a bad config, the orchestrator's 4xx), which the
@@ -28,7 +30,7 @@ from raddiff_bench.reports import TITLE as REPORTS_TITLE
 from raddiff_bench.reports import openi_texts, run_report_pairs
 from raddiff_bench.results import PairResult
 from raddiff_bench.runner import RunOptions, evaluator, run_pair, run_pairs
-from raddiff_bench.table import render, report, summarize
+from raddiff_bench.table import compare, comparison_json, render, render_comparison, report, summarize
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,20 +54,23 @@ def _progress(total: int) -> Any:
     return line
 
 
-def _options(args: argparse.Namespace) -> RunOptions:
-    config = with_judge_backend(read_config(args.config), args.judge_backend)
+def _options(args: argparse.Namespace, config: Path | None = None) -> RunOptions:
+    config = with_judge_backend(read_config(config or args.config), args.judge_backend)
     return RunOptions(config=config, timeout_s=args.timeout, poll_s=args.poll)
 
 
-async def _run_images(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[PairResult]]:
+async def _run_images(
+    args: argparse.Namespace, config: Path | None = None
+) -> tuple[str, dict[str, Any], list[PairResult]]:
+    config = config or args.config
     pairs = load_image_pairs(args.jsonl, args.pairs, args.image_root)
-    options = _options(args)
+    options = _options(args, config)
     async with Orchestrator(args.orchestrator) as orch, evaluator(args.evaluator) as judge:
         results = await run_pairs(orch, pairs, options, args.concurrency, judge, _progress(len(pairs)))
     judges = ", ".join(sorted({r.judge for r in results if r.judge})) or "none"
     title = (
         f"RadDiff on {args.jsonl.name}: {len(pairs)} pair(s) through {args.orchestrator} "
-        f"(config: {args.config or 'the orchestrator defaults'}; judge: {judges})"
+        f"(config: {config or 'the orchestrator defaults'}; judge: {judges})"
     )
     run = {"jsonl": str(args.jsonl), "orchestrator": args.orchestrator, "config": options.config}
     return title, run, results
@@ -109,6 +114,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.status == "succeeded" for r in results) else EXIT_FAILED
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Two configs over the same pairs, one after the other, and the first's accuracies beside the second's."""
+    if len(args.configs) != 2:
+        raise _Usage("compare takes exactly two --config files: the candidate, then the reference")
+    runs = []
+    for config in args.configs:
+        title, run, results = asyncio.run(_run_images(args, config))
+        rows = summarize(results)
+        print(render(title, rows, results) + "\n")
+        runs.append((title, run, rows, results))
+    comparison = compare(runs[0][2], runs[1][2])
+    print(render_comparison(args.configs[0].name, args.configs[1].name, comparison))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        document = {
+            "schema": "raddiff.bench-compare/1",
+            "candidate": str(args.configs[0]),
+            "reference": str(args.configs[1]),
+            "comparison": comparison_json(comparison),
+            "runs": [report(*run) for run in runs],
+        }
+        args.out.write_text(json.dumps(document, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return EXIT_OK if all(r.status == "succeeded" for run in runs for r in run[3]) else EXIT_FAILED
+
+
 def cmd_run_pair(args: argparse.Namespace) -> int:
     """One pair (a Kubernetes Indexed Job's index); one JSON line on stdout whatever happens."""
     try:
@@ -150,9 +181,10 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, one_config: bool = True) -> None:
     parser.add_argument("--orchestrator", help="the orchestrator's base URL, e.g. http://127.0.0.1:8000")
-    parser.add_argument("--config", type=Path, help="agent config (YAML), sent unchanged as the analysis's config")
+    if one_config:
+        parser.add_argument("--config", type=Path, help="agent config (YAML), sent unchanged as the analysis's config")
     parser.add_argument("--judge-backend", choices=("semantic", "llm"), help="default: the evaluator's own")
     parser.add_argument(
         "--image-root",
@@ -185,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="write the table and every pair's result as JSON")
     _common(run)
     run.set_defaults(func=cmd_run)
+    both = sub.add_parser("compare", help="run two configs over the same pairs and compare their accuracies")
+    both.add_argument("--jsonl", type=Path, required=True)
+    both.add_argument("--pairs", type=_ids, help="comma-separated pair ids (default: every pair)")
+    both.add_argument("--concurrency", type=_positive, default=2, help="pairs in flight at once")
+    both.add_argument("--out", type=Path, help="write both tables, every pair and the comparison as JSON")
+    _common(both, one_config=False)
+    both.add_argument(
+        "--config",
+        dest="configs",
+        type=Path,
+        action="append",
+        required=True,
+        help="twice: the candidate config, then the reference (e.g. the baseline)",
+    )
+    both.set_defaults(func=cmd_compare)
     pair = sub.add_parser("run-pair", help="run one pair (a Kubernetes Indexed Job's index) and print one JSON line")
     pair.add_argument("--jsonl", type=Path, required=True)
     pair.add_argument("--index", type=int, required=True, help="0-based among the JSONL's non-blank lines")
@@ -196,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "run-pair" and not args.orchestrator:
-        parser.error("run-pair needs --orchestrator URL")
+    if args.command in ("run-pair", "compare") and not args.orchestrator:
+        parser.error(f"{args.command} needs --orchestrator URL")
     try:
         return args.func(args)
     except _Usage as exc:

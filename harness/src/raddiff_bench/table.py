@@ -80,3 +80,54 @@ def report(title: str, run: dict[str, Any], rows: Sequence[Row], results: Sequen
         "table": [asdict(r) for r in rows],
         "pairs": [r.to_json() for r in results],
     }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    group: str
+    pairs: int
+    acc_at_1: tuple[float, float]  # (candidate, reference)
+    acc_at_5: tuple[float, float]
+
+    @property
+    def gain_at_1(self) -> float:
+        return self.acc_at_1[0] - self.acc_at_1[1]
+
+    @property
+    def gain_at_5(self) -> float:
+        return self.acc_at_5[0] - self.acc_at_5[1]
+
+
+def compare(candidate: Sequence[Row], reference: Sequence[Row]) -> list[Comparison]:
+    """Row by row, two tables of the same pairs: the candidate's accuracies beside the reference's."""
+    if [r.group for r in candidate] != [r.group for r in reference]:
+        raise ValueError("the two runs do not cover the same difficulties")
+    return [
+        Comparison(c.group, c.pairs, (c.acc_at_1, r.acc_at_1), (c.acc_at_5, r.acc_at_5))
+        for c, r in zip(candidate, reference, strict=True)
+    ]
+
+
+def render_comparison(candidate: str, reference: str, rows: Sequence[Comparison]) -> str:
+    header = f"{'difficulty':<12}{'pairs':>6}{'Acc@1':>8}{'ref':>8}{'gain':>8}   {'Acc@5':>6}{'ref':>8}{'gain':>8}"
+    lines = [f"{candidate} against {reference} (ref), on the same pairs:", header, "-" * len(header)]
+    for row in rows:
+        if row.group == OVERALL:
+            lines.append("-" * len(header))
+        lines.append(
+            f"{row.group:<12}{row.pairs:>6}{row.acc_at_1[0]:>8.3f}{row.acc_at_1[1]:>8.3f}{row.gain_at_1:>+8.3f}"
+            f"   {row.acc_at_5[0]:>6.3f}{row.acc_at_5[1]:>8.3f}{row.gain_at_5:>+8.3f}"
+        )
+    return "\n".join(lines)
+
+
+def comparison_json(rows: Sequence[Comparison]) -> list[dict[str, Any]]:
+    return [
+        {
+            "group": r.group,
+            "pairs": r.pairs,
+            "acc_at_1": {"candidate": r.acc_at_1[0], "reference": r.acc_at_1[1], "gain": r.gain_at_1},
+            "acc_at_5": {"candidate": r.acc_at_5[0], "reference": r.acc_at_5[1], "gain": r.gain_at_5},
+        }
+        for r in rows
+    ]

@@ -7,13 +7,19 @@ progress bars; about a quarter of an hour each on two cores).
 A folder already there is replaced only when it is a random-init checkpoint or an older trained one of ours;
 anything else (someone's own checkpoint) is left alone and reported. To serve real checkpoints instead, point
 RADDIFF_EMBEDDING_CHECKPOINT / RADDIFF_VLM_CHECKPOINT at them: the model folder is then not read at all.
+
+`python -m raddiff_training.ensure MODEL_DIR [clip] [vlm]` installs the committed weights only and never
+trains; it needs nothing beyond the standard library, so the service images carry this package without its
+training dependencies (the CPU chart's model-cache fill Job runs it).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -107,3 +113,29 @@ def _copy_atomically(source: Path, target: Path) -> None:
         path.chmod(0o644)
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
+
+
+SLOTS = {slot.name: slot for slot in (CLIP, VLM)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m raddiff_training.ensure", description="install the committed trained models (no training)"
+    )
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("models", nargs="*", help=f"any of {', '.join(sorted(SLOTS))} (default: all of them)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.models) - set(SLOTS))
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(sorted(SLOTS))}")
+    try:
+        for name in args.models or sorted(SLOTS):
+            ensure_slot(args.model_dir, SLOTS[name], train=None)
+    except FileNotFoundError as exc:
+        print(f"raddiff_training.ensure: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ worker runs. Unknown keys and bad values are errors that name the key (pydantic'
     proposer:  {method, num_rounds, num_samples, num_hypotheses, min_hypotheses, topk,
                 iterative_cropping, box_source, resample, describe_crops, model, sampling_method}
     dedup:     {method, threshold}
-    ranker:    {max_num_samples, scoring, permutations, bootstrap, ci_level, max_scores_in_result, extremes}
+    ranker:    {max_num_samples, scoring, order, permutations, bootstrap, ci_level, max_scores_in_result, extremes}
     evaluator: {n_hypotheses, backend, each_iteration}
 
 The flat keys of the first API version (sample_size, rank_cap, proposer: "auto", min_findings,
@@ -97,6 +97,11 @@ class RankerConfig(_Strict):
         default="cosine",
         description="cosine: CLIP similarity (RadDiff); softmax: CheXzero's finding vs 'no <finding>'; "
         "both: rank by cosine and report the softmax AUROC beside it",
+    )
+    order: Literal["auroc", "effect_size"] = Field(
+        default="auroc",
+        description="auroc: by AUROC (RadDiff), ties broken by the effect size; effect_size: by Cohen's d of "
+        "the scores, A minus B, which still orders findings once several reach AUROC 1",
     )
     permutations: int = Field(default=1000, ge=100, le=100_000, description="for the permutation p-value")
     bootstrap: int = Field(default=1000, ge=100, le=100_000, description="resamples for the AUROC interval")

@@ -19,6 +19,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -337,6 +338,7 @@ _JOINERS = frozenset({"and", "or", "with", "versus", "as", "which", "while", "al
 _SENTENCE_BREAK = re.compile(r"[.;:!?\n]+|\bbut\b|\bhowever\b|\balthough\b")
 _SEGMENT_BREAK = re.compile(r"[,()\[\]/]")
 _WORD = re.compile(r"[a-z][a-z\-']*")
+_GROUNDING_TOKEN = re.compile(r"<loc\d+>")  # a grounding answer's box tokens, not words
 
 
 def singular(word: str) -> str:
@@ -350,7 +352,7 @@ def singular(word: str) -> str:
 
 def phrases(text: str, max_words: int = 4) -> Iterator[str]:
     """Affirmed word n-grams of a caption or report, negated sentence tails left out."""
-    for sentence in _SENTENCE_BREAK.split(text.lower()):
+    for sentence in _SENTENCE_BREAK.split(_GROUNDING_TOKEN.sub(" ", text.lower())):
         if not _TRAILING_NEGATIONS.isdisjoint(_WORD.findall(sentence)):
             continue
         negated = False
@@ -376,6 +378,8 @@ def _ngrams(words: list[str], max_words: int) -> Iterator[str]:
             gram = words[i : i + n]
             if gram[0] in _STOPWORDS or gram[-1] in _STOPWORDS or "xxxx" in gram:
                 continue
+            if len(set(gram)) < n:
+                continue  # "right right pleural": a stutter of degenerate output, never a finding
             if all(w in _MODIFIERS or w in _STOPWORDS for w in gram):
                 continue  # "right lower", "pleural": no finding named
             if n == 1 and len(gram[0]) < 3:
@@ -438,6 +442,11 @@ def _contains(longer: str, shorter: str) -> bool:
 _SIDE_WORDS = frozenset({"right", "left", "bilateral", "unilateral"})
 
 
+def names_a_side(text: str) -> bool:
+    """Whether a finding says its side ("right", "left-sided", "bilateral")."""
+    return any(word.split("-")[0] in _SIDE_WORDS for word in text.lower().split())
+
+
 def region_words(x0: float, y0: float, x1: float, y1: float) -> str:
     """Where a box lies on a frontal chest X-ray, in a radiologist's words ("right lower", "left", "").
 
@@ -487,13 +496,18 @@ class ContrastProposer:
         self.prior = prior
         self.per_search = per_search
 
-    def select(self, docs_a: Sequence[str], docs_b: Sequence[str], limit: int) -> list[PhraseContrast]:
+    def select(
+        self, docs_a: Sequence[str], docs_b: Sequence[str], limit: int, vocabulary: AbstractSet[str] | None = None
+    ) -> list[PhraseContrast]:
+        """The best separating phrases, at most `limit`; only phrases in `vocabulary` when one is given."""
         # A phrase seen once is noise unless the sample itself is that small.
         min_share_a = min(self.min_count, len(docs_a)) / len(docs_a) - 1e-12
         rows = [
             r
             for r in contrast_phrases(docs_a, docs_b, self.max_words, self.prior)
-            if r.separation >= self.min_separation and r.share_a >= min_share_a
+            if r.separation >= self.min_separation
+            and r.share_a >= min_share_a
+            and (vocabulary is None or r.phrase in vocabulary)
         ]
         if self.statistic == "log_odds":
             rows.sort(key=lambda r: (-round(r.z, 9), -r.words, r.phrase))
@@ -516,13 +530,16 @@ class ContrastProposer:
         proposals = [
             Proposal(r.phrase) for r in self.select([e.text() for e in given.a], [e.text() for e in given.b], limit)
         ]
+        # The VLM describes a crop out of the setting it learned in, and its wording can degrade there;
+        # a crop's phrase counts only when the VLM also says it of some whole image.
+        attested = {p for e in (*given.a, *given.b) for p in phrases(e.text(), self.max_words)}
         for index, search in enumerate(given.searches):
             crops_a, crops_b = search.captions.get("a", []), search.captions.get("b", [])
             if crops_a and crops_b:
-                for row in self.select(crops_a, crops_b, self.per_search):
+                for row in self.select(crops_a, crops_b, self.per_search, attested):
                     proposals.append(Proposal(row.phrase, (index,)))
             where = region_words(search.box.x0, search.box.y0, search.box.x1, search.box.y1)
-            if where and _SIDE_WORDS.isdisjoint(search.finding.lower().split()):
+            if where and not names_a_side(search.finding):
                 proposals.append(Proposal(f"{where} {search.finding}", (index,)))
         proposals += [Proposal(item.finding) for item in given.feedback if item.auroc > 0.5]
         return proposals

@@ -29,6 +29,7 @@ A FindingResult (one ranked finding):
     q_value           Benjamini-Hochberg q-value of p_value over all findings of this result
     t_statistic       Welch's t of the scores, A minus B
     t_p_value         its two-sided p-value
+    effect_size       Cohen's d of the scores, A minus B (pooled SD); ranker.order "effect_size" sorts by it
     mean_a, mean_b    mean score of A's and B's images
     chexzero_auroc    AUROC of softmax([sim(finding), sim("no " + finding)]), or null when not computed
     iteration         the iteration (1-based) whose proposals contained this finding
@@ -138,6 +139,7 @@ class FindingResult:
     p_value: float
     q_value: float
     t_statistic: float
+    effect_size: float
     t_p_value: float
     mean_a: float
     mean_b: float

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +37,7 @@ from raddiff_orchestrator.agent.results import (
 from raddiff_orchestrator.agent.statistics import (
     FindingStats,
     benjamini_hochberg,
+    effect_sizes,
     finding_stats,
     histogram,
     permutation_p_values,
@@ -82,6 +83,7 @@ class Scored:
     finding: str
     scores: np.ndarray
     auroc: float
+    effect_size: float  # Cohen's d, A minus B
     chexzero_auroc: float | None
     iteration: int  # the first iteration that proposed it
     searches: list[VisualSearch] = field(default_factory=list)
@@ -456,7 +458,7 @@ class RankFindings:
                 scored.searches = list(evidence.get(key, reworded))
             if scored not in ranking:
                 ranking.append(scored)
-        work.ranking = sorted(ranking, key=lambda s: -s.auroc)  # stable: proposal order breaks ties
+        work.ranking = ranked(ranking, state.task.config.ranker.order)
         state.embedding_model = await self._embedder.model_id()
         state.cache = vars(self._embedder.use).copy()
         await report(1.0)
@@ -491,6 +493,7 @@ class RankFindings:
         scoring = state.task.config.ranker.scoring
         scores = softmax if scoring == "softmax" and softmax is not None else cosine
         aurocs = auroc_rows(scores, positive)
+        effects = effect_sizes(scores, positive)
         chexzero = auroc_rows(softmax, positive) if softmax is not None else None
         index = state.current.index
         for i, finding in enumerate(findings):
@@ -498,9 +501,17 @@ class RankFindings:
                 finding=finding,
                 scores=scores[i],
                 auroc=float(aurocs[i]),
+                effect_size=float(effects[i]),
                 chexzero_auroc=float(chexzero[i]) if chexzero is not None else None,
                 iteration=index,
             )
+
+
+def ranked(findings: Iterable[Scored], order: str) -> list[Scored]:
+    """Best first. Sorting is stable, so proposal order breaks what ties remain."""
+    if order == "effect_size":
+        return sorted(findings, key=lambda s: -s.effect_size)
+    return sorted(findings, key=lambda s: (-s.auroc, -s.effect_size))
 
 
 def _evidence_by_finding(work: IterationWork) -> dict[str, list[VisualSearch]]:
@@ -564,7 +575,7 @@ class SummarizeFindings:
     async def run(self, state: AnalysisState, report: StageReport) -> None:
         config = state.task.config
         if config.merge:
-            state.final = sorted(state.tested.values(), key=lambda s: -s.auroc)
+            state.final = ranked(state.tested.values(), config.ranker.order)
         elif state.iterations:
             state.final = list(state.current.ranking)
         if not state.final:
@@ -617,6 +628,7 @@ def build_result(state: AnalysisState) -> AnalysisResult:
                 p_value=st.p_value,
                 q_value=state.q_values.get(normal_form(scored.finding), 1.0),
                 t_statistic=_finite(st.t_statistic),
+                effect_size=_finite(scored.effect_size),
                 t_p_value=st.t_p_value,
                 mean_a=st.mean_a,
                 mean_b=st.mean_b,

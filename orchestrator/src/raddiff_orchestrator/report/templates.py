@@ -165,6 +165,9 @@ that match the finding most and least, and, when the finding came from a zoomed 
       <dt>Mean score, A</dt><dd>{{ f.mean_a|num(4) }}</dd>
       <dt>Mean score, B</dt><dd>{{ f.mean_b|num(4) }}</dd>
       <dt>Welch t</dt><dd>{{ f.t_statistic|num(2) }} (p {{ f.t_p_value|pvalue }})</dd>
+      {% if f.effect_size is not none %}
+      <dt>Effect size (Cohen’s d)</dt><dd>{{ f.effect_size|num(2) }}</dd>
+      {% endif %}
       {% if f.chexzero_auroc is not none %}
       <dt>AUROC, finding vs “no …”</dt><dd>{{ f.chexzero_auroc|num(3) }}</dd>
       {% endif %}

@@ -56,6 +56,7 @@ class Finding:
     q_value: float | None
     t_statistic: float | None
     t_p_value: float | None
+    effect_size: float | None
     mean_a: float | None
     mean_b: float | None
     chexzero_auroc: float | None
@@ -160,6 +161,7 @@ def build_view(record: Any) -> ReportView:
                 q_value=item.get("q_value"),
                 t_statistic=item.get("t_statistic"),
                 t_p_value=item.get("t_p_value"),
+                effect_size=item.get("effect_size"),
                 mean_a=item.get("mean_a"),
                 mean_b=item.get("mean_b"),
                 chexzero_auroc=item.get("chexzero_auroc"),
