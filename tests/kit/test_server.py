@@ -28,6 +28,7 @@ class ProbeServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.finished = 0
+        self.cancelled = 0
 
     async def Judge(self, request: evaluator_pb2.JudgeRequest, context: grpc.aio.ServicerContext):
         what = request.predictions[0] if request.predictions else ""
@@ -36,7 +37,11 @@ class ProbeServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
         if what == "crash":
             raise RuntimeError("engine exploded")
         if what == "slow":
-            await self.release.wait()
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         if what == "deadline":
             return await run_blocking(Deadline.from_context(context), lambda: evaluator_pb2.JudgeResponse())
         self.finished += 1
@@ -105,6 +110,38 @@ async def test_health_and_reflection_are_served(running) -> None:
     assert {SERVICE, "grpc.health.v1.Health"} <= names
 
 
+async def test_an_unhealthy_engine_turns_the_health_status_to_not_serving() -> None:
+    alive = True
+    app = ServiceApp(
+        name="probe",
+        settings=ServiceSettings(metrics_port=0, drain_seconds=1),
+        registrations=[
+            Registration(ProbeServicer(), evaluator_pb2_grpc.add_EvaluatorServiceServicer_to_server, SERVICE)
+        ],
+        engine_healthy=lambda: alive,
+        health_check_seconds=0.05,
+    )
+    server, port = await app.start("127.0.0.1:0")
+    channel = open_channel(f"127.0.0.1:{port}", SERVICE)
+    health = health_pb2_grpc.HealthStub(channel)
+
+    async def status(name: str = "") -> int:
+        return (await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)).status
+
+    try:
+        await asyncio.sleep(0.2)
+        assert await status() == health_pb2.HealthCheckResponse.SERVING
+        alive = False
+        await asyncio.sleep(0.2)
+        assert await status() == await status(SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+        alive = True
+        await asyncio.sleep(0.2)
+        assert await status(SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await channel.close()
+        await app.drain(server)
+
+
 async def test_oversized_message_is_refused_clearly(running) -> None:
     _, _, _, channel = running
     stub = evaluator_pb2_grpc.EvaluatorServiceStub(channel)
@@ -121,6 +158,10 @@ async def test_deadline_cancels_waiting_work(running) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.Judge(evaluator_pb2.JudgeRequest(predictions=["slow"]), timeout=0.3)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The server cancels the handler on its own schedule (later on a loaded machine): wait for it.
+    async with asyncio.timeout(10):
+        while not servicer.cancelled:
+            await asyncio.sleep(0.02)
     servicer.release.set()
     await asyncio.sleep(0.1)
     assert servicer.finished == finished  # the handler was cancelled, not run to the end

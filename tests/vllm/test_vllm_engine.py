@@ -9,9 +9,13 @@ from collections.abc import Callable
 import grpc
 import jsonschema
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from raddiff.v1 import vlm_pb2_grpc
+from raddiff_kit.client import open_channel
 from raddiff_kit.settings import SharedSettings
-from raddiff_vlm.app import build_app
+from raddiff_vlm.app import SERVICE_FULL_NAME, build_app
+from raddiff_vlm.engine import create_engine
 from tests.helpers import DataDirs
 from tests.vllm.conftest import Served, engine_settings
 from tests.vlm.test_service import metric, request
@@ -164,3 +168,28 @@ async def test_a_missing_checkpoint_stops_start_with_a_clear_message(tmp_path, d
     with pytest.raises(SystemExit) as stopped:
         await app.start("127.0.0.1:0")
     assert "no VLM checkpoint" in str(stopped.value)
+
+
+async def test_a_dead_engine_turns_the_service_not_serving(checkpoint, data_dirs: DataDirs) -> None:
+    shared = SharedSettings(data_roots=str(data_dirs.root), scratch_dir=data_dirs.scratch)
+    settings = engine_settings(checkpoint, "vllm")
+    engine = create_engine(settings, shared)
+    app = build_app(settings, shared, engine=engine)
+    app.health_check_seconds = 0.1
+    server, port = await app.start("127.0.0.1:0")
+    channel = open_channel(f"127.0.0.1:{port}", SERVICE_FULL_NAME)
+    health = health_pb2_grpc.HealthStub(channel)
+    try:
+        check = health_pb2.HealthCheckRequest(service=SERVICE_FULL_NAME)
+        assert (await health.Check(check, timeout=5)).status == health_pb2.HealthCheckResponse.SERVING
+        # The flag vLLM's own engine-core monitor sets when the core process dies; vLLM never clears it.
+        engine._engine.engine_core.resources.engine_dead = True
+        async with asyncio.timeout(10):
+            while (await health.Check(check, timeout=5)).status != health_pb2.HealthCheckResponse.NOT_SERVING:
+                await asyncio.sleep(0.05)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await vlm_pb2_grpc.VLMServiceStub(channel).Generate(request(data_dirs, max_tokens=2), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await channel.close()
+        await app.drain(server)

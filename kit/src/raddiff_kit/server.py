@@ -44,7 +44,12 @@ class ServiceApp:
     # Runs before the server starts (model loading); a startup probe waits on it.
     on_start: Callable[[], Awaitable[None]] | None = None
     on_stop: Callable[[], Awaitable[None]] | None = None
+    # Whether the engine can still answer. A dead engine (vLLM's engine core gone) turns the health status to
+    # NOT_SERVING, so the liveness probe restarts the pod instead of it answering UNAVAILABLE forever.
+    engine_healthy: Callable[[], bool] | None = None
+    health_check_seconds: float = 5.0
     health: health.aio.HealthServicer = field(default_factory=health.aio.HealthServicer)
+    _watcher: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def build(self) -> grpc.aio.Server:
         server = grpc.aio.server(
@@ -75,10 +80,25 @@ class ServiceApp:
             await self.on_start()
         await server.start()
         await self._set_status(health_pb2.HealthCheckResponse.SERVING)
+        if self.engine_healthy is not None:
+            self._watcher = asyncio.create_task(self._watch_engine(self.engine_healthy))
         return server, port
+
+    async def _watch_engine(self, healthy: Callable[[], bool]) -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(self.health_check_seconds)
+            now = healthy()
+            if now != serving:
+                serving = now
+                state = health_pb2.HealthCheckResponse.SERVING if now else health_pb2.HealthCheckResponse.NOT_SERVING
+                await self._set_status(state)
+                log_fields(log, "engine healthy" if now else "engine unhealthy: NOT_SERVING", service=self.name)
 
     async def drain(self, server: grpc.aio.Server) -> None:
         """Refuse new calls, finish in-flight ones within drain_seconds, release the engine."""
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.stop(grace=self.settings.drain_seconds)
         if self.on_stop is not None:

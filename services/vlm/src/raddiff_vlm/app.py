@@ -41,4 +41,5 @@ def build_app(
         ],
         on_start=start_engine,
         on_stop=engine.stop,
+        engine_healthy=engine.healthy,
     )

@@ -88,6 +88,10 @@ class VLMEngine(ABC):
     @abstractmethod
     def info(self) -> EngineInfo: ...
 
+    def healthy(self) -> bool:
+        """False once the engine can no longer answer (the service then reports NOT_SERVING)."""
+        return True
+
     @abstractmethod
     async def generate(self, request: GenerationRequest, deadline: Deadline) -> GenerationResult:
         """Decode one request; raises raddiff_kit.errors (DeadlineExceeded when the deadline passes)."""

@@ -176,6 +176,10 @@ class VLLMEngine(CheckpointEngine):
             await asyncio.get_running_loop().run_in_executor(None, engine.shutdown)
 
     # -- the interface -----------------------------------------------------
+    def healthy(self) -> bool:
+        # `errored`: the engine core process died or its output loop stopped; vLLM does not recover from either.
+        return self._engine is not None and not self._engine.errored
+
     def unfinished_requests(self) -> int:
         """Requests vLLM still holds (waiting, running, or finishing)."""
         return self._engine.get_num_unfinished_requests() if self._engine is not None else 0
