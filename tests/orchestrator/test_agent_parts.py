@@ -194,26 +194,77 @@ def test_region_words_follow_the_radiographic_convention() -> None:
 
 
 async def test_offline_refinement_uses_the_crops_the_box_and_the_feedback() -> None:
-    a = [Evidence(f"file:///a{i}.png", "Heart size is normal.") for i in range(4)]
-    b = [Evidence(f"file:///b{i}.png", "Heart size is normal.") for i in range(4)]
-    search = VisualSearch(
-        finding="opacity",
-        auroc=0.7,
-        box=BoxOut(0.05, 0.6, 0.4, 0.95),
-        backend="model",
-        grid_uri="scratch://g.png",
-        crop_uris={"a": [], "b": []},
-        captions={"a": ["Dense consolidation with air bronchograms."] * 3, "b": ["Clear lung base."] * 3},
+    # Both sets say it of one whole image each: attested, but it separates nothing there.
+    said = " Right lower lobe consolidation."
+    a = [Evidence(f"file:///a{i}.png", "Heart size is normal." + said * (i == 0)) for i in range(4)]
+    b = [Evidence(f"file:///b{i}.png", "Heart size is normal." + said * (i == 0)) for i in range(4)]
+
+    def search(finding: str, auroc: float) -> VisualSearch:
+        return VisualSearch(
+            finding=finding,
+            auroc=auroc,
+            box=BoxOut(0.05, 0.6, 0.4, 0.95),
+            backend="model",
+            grid_uri="scratch://g.png",
+            crop_uris={"a": [], "b": []},
+            captions={"a": ["Dense right lower lobe consolidation. Left upper lobe mass."] * 3, "b": ["Clear."] * 3},
+        )
+
+    feedback = [RankedBrief("consolidation", 0.7), RankedBrief("chest wall", 0.4)]
+    searches = [search("consolidation", 0.7), search("chest wall", 0.4)]
+    found = await ContrastProposer().propose(
+        ProposalInput(a, b, feedback=feedback, searches=searches), AgentConfig(), []
     )
-    feedback = [RankedBrief("opacity", 0.7), RankedBrief("chest wall", 0.4)]
-    given = ProposalInput(a, b, feedback=feedback, searches=[search])
-    found = await ContrastProposer().propose(given, AgentConfig(), [])
     texts = [p.text for p in found]
-    assert any("consolidation" in t for t in texts)  # contrasted from the crops' descriptions
-    assert "right lower opacity" in texts  # the box lies low on the patient's right
-    assert "opacity" in texts and "chest wall" not in texts  # kept only what beat chance
     led = {p.text: p.searches for p in found}
-    assert led["right lower opacity"] == (0,) and led["opacity"] == ()
+    assert led.get("right lower lobe consolidation") == (0,)  # the crops refine the finding searched
+    assert not any("mass" in t for t in texts)  # the crops' other findings are not the search's to propose
+    assert led["right lower consolidation"] == (0,)  # the box lies low on the patient's right
+    assert "consolidation" in texts and not any("chest wall" in t for t in texts)  # only what beat chance
+    assert texts[0] == "consolidation"  # the established finding first: deduplication keeps its wording
+    assert led["consolidation"] == ()
+
+
+async def test_offline_refinement_contrasts_every_image_described_so_far() -> None:
+    def images(side: str, texts: list[str]) -> list[Evidence]:
+        return [Evidence(f"file:///{side}{i}.png", t) for i, t in enumerate(texts)]
+
+    # This round's sample happens to favour a nodule in A; over all 12 images a side it is as common in B.
+    round_a = images("a", ["Pleural effusion. Pulmonary nodule."] * 4)
+    round_b = images("b", ["Clear lungs."] * 4)
+    earlier_a = images("a", ["Pleural effusion."] * 8)
+    earlier_b = images("b", ["Pulmonary nodule."] * 8)
+    feedback = [RankedBrief("pleural effusion", 0.9)]
+    alone = ProposalInput(round_a, round_b, feedback=feedback)
+    pooled = ProposalInput(
+        round_a, round_b, feedback=feedback, described_a=[*round_a, *earlier_a], described_b=[*round_b, *earlier_b]
+    )
+    assert "pulmonary nodule" in [p.text for p in await ContrastProposer().propose(alone, AgentConfig(), [])]
+    texts = [p.text for p in await ContrastProposer().propose(pooled, AgentConfig(), [])]
+    assert "pleural effusion" in texts and not any("nodule" in t for t in texts)
+
+
+async def test_offline_refinement_drops_top_findings_that_fresh_samples_do_not_replicate() -> None:
+    def images(side: str, texts: list[str]) -> list[Evidence]:
+        return [Evidence(f"file:///{side}{i}.png", t) for i, t in enumerate(texts)]
+
+    # The first sample favoured "endotracheal tube" in A by chance; in this round's fresh images it is as
+    # common in B. The effusion replicates; the LLM's wording is in no description and stays.
+    earlier_a = images("a-old", ["Pleural effusion. Endotracheal tube."] * 4)
+    earlier_b = images("b-old", ["Clear lungs."] * 4)
+    fresh_a = images("a", ["Pleural effusion. Endotracheal tube.", "Pleural effusion."] * 2)
+    fresh_b = images("b", ["Endotracheal tube.", "Clear lungs."] * 2)
+    feedback = [
+        RankedBrief("pleural effusion", 0.9),
+        RankedBrief("endotracheal tube", 0.95),
+        RankedBrief("blunted costophrenic angles", 0.8),
+    ]
+    given = ProposalInput(
+        fresh_a, fresh_b, feedback=feedback, described_a=[*earlier_a, *fresh_a], described_b=[*earlier_b, *fresh_b]
+    )
+    assert ContrastProposer().replicated(given) == ["pleural effusion", "blunted costophrenic angles"]
+    texts = [p.text for p in await ContrastProposer().propose(given, AgentConfig(), [])]
+    assert texts[:2] == ["pleural effusion", "blunted costophrenic angles"] and "endotracheal tube" not in texts
 
 
 def test_feedback_is_written_as_raddiff_does() -> None:

@@ -23,6 +23,7 @@ from raddiff_orchestrator.agent.steps import (
     JudgeFindings,
     Scored,
     StageReport,
+    SummarizeFindings,
     accuracy_at,
     ranked,
     seeded_sample,
@@ -195,3 +196,17 @@ def test_ranking_by_auroc_breaks_ties_by_effect_size_and_effect_size_order_ignor
     findings = [scored("device", 1.0, 3.0), scored("effusion", 1.0, 9.0), scored("heart", 0.99, 12.0)]
     assert [s.finding for s in ranked(findings, "auroc")] == ["effusion", "device", "heart"]
     assert [s.finding for s in ranked(findings, "effect_size")] == ["heart", "effusion", "device"]
+
+
+async def test_a_last_iteration_that_ranks_nothing_leaves_the_earlier_ranking_as_the_result() -> None:
+    scored = Scored("effusion", np.array([0.3, 0.2, 0.1, 0.0]), 1.0, 2.0, None, iteration=1)
+    state = AnalysisState(TASK, iterations=[IterationWork(1, ranking=[scored]), IterationWork(2)])
+    state.tested = {"effusion": scored}
+    state.rank_a, state.rank_b = ["file:///a0.png", "file:///a1.png"], ["file:///b0.png", "file:///b1.png"]
+
+    async def report(fraction: float) -> None:
+        return None
+
+    await SummarizeFindings().run(state, report)
+    assert state.final == [scored] and len(state.final_stats) == 1
+    assert "iteration 2 ranked no finding; the result is iteration 1's ranking" in state.notes

@@ -24,6 +24,7 @@ from raddiff_orchestrator.agent.proposers import (
     contrast_phrases,
     parse_findings,
     phrases,
+    refines,
     singular,
 )
 from raddiff_orchestrator.agent.results import BoxOut, VisualSearch
@@ -228,3 +229,17 @@ async def test_refinement_keeps_only_crop_phrases_the_vlm_also_says_of_whole_ima
     assert not any("standard" in t for t in texts)  # said only of crops: degenerate wording, dropped
     assert "right lower pleural effusion" in texts  # the box's side and zone name the unsided finding
     assert not any(t.endswith("left-sided pacemaker") and t != "left-sided pacemaker" for t in texts)  # sided
+
+
+@pytest.mark.parametrize(
+    ("phrase", "finding", "expected"),
+    [
+        ("large right pleural effusion", "moderate right pleural effusion", True),  # another grade
+        ("left-sided icd", "icd", True),  # the side
+        ("effusion", "moderate right pleural effusion", False),  # a part of it says less
+        ("cardiomegaly", "mild cardiomegaly", False),
+        ("left lower lobe mass", "pleural effusion", False),  # another finding
+    ],
+)
+def test_a_crop_phrase_refines_only_the_finding_searched(phrase: str, finding: str, expected: bool) -> None:
+    assert refines(phrase, finding) is expected

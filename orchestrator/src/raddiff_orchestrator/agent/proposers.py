@@ -50,6 +50,9 @@ class ProposalInput:
     grid_b: str = ""
     feedback: Sequence[RankedBrief] = ()  # the previous iteration's top-k with their AUROC
     searches: Sequence[VisualSearch] = ()  # one zoom grid per top finding, when cropping
+    # Every image of each set described so far in the analysis (earlier rounds and iterations too).
+    described_a: Sequence[Evidence] = ()
+    described_b: Sequence[Evidence] = ()
 
 
 @dataclass(frozen=True)
@@ -447,6 +450,15 @@ def names_a_side(text: str) -> bool:
     return any(word.split("-")[0] in _SIDE_WORDS for word in text.lower().split())
 
 
+def refines(phrase: str, finding: str) -> bool:
+    """Whether a zoom crop's phrase says more about the finding searched, or something else about it: it names
+    the finding's own words (not its side, size or place: "effusion" of "moderate right pleural effusion") and
+    is not a part of it. "large right pleural effusion" refines it; "effusion" and "lobe mass" do not."""
+    words = [singular(w) for w in finding.lower().split()]
+    core = {w for w in words if w not in _MODIFIERS and w not in _STOPWORDS} or set(words)
+    return core <= set(phrase.split()) and not _contains(" ".join(words), phrase)
+
+
 def region_words(x0: float, y0: float, x1: float, y1: float) -> str:
     """Where a box lies on a frontal chest X-ray, in a radiologist's words ("right lower", "left", "").
 
@@ -466,9 +478,12 @@ class ContrastProposer:
     replaced by a longer phrase containing it when that one separates nearly as well ("effusion" ->
     "pleural effusion"), and a phrase overlapping one already chosen is skipped.
 
-    Refinement (iteration 2 on): each zoom crop set the VLM described is contrasted the same way (A's
-    crops against B's), a finding whose box lies to one side is proposed again with that side, and the
-    previous top findings that separated better than chance are kept, so they compete again.
+    Refinement (iteration 2 on): the previous top findings that separated better than chance and that this
+    round's sample does not contradict (see `replicated`) come first, so they compete again and deduplication
+    keeps their wording; phrases are contrasted over every image
+    described so far in the analysis, so a phrase that one new sample happens to favour does not displace
+    what the earlier ones established; each zoom crop set the VLM described is contrasted the same way (A's
+    crops against B's); and a finding whose box lies to one side is proposed again with that side.
     """
 
     name = "offline"
@@ -525,21 +540,57 @@ class ContrastProposer:
             chosen.append(best)
         return chosen
 
+    def replicated(self, given: ProposalInput) -> list[str]:
+        """The previous top findings that beat chance and that this round's own sample does not contradict.
+
+        A finding the VLM says of some described image must again be affirmed by more of this round's A
+        images than of its B images: a phrase that one earlier sample favoured by chance (a device present at
+        the same rate in both sets) is dropped, as RadDiff's LLM drops what scored poorly. With new samples
+        each iteration (proposer.resample) this is a test on fresh images; a finding no described image
+        mentions (an LLM's wording) is kept, since the descriptions say nothing about it.
+        """
+        seen = [set(phrases(e.text(), self.max_words)) for e in (*given.described_a, *given.described_b)]
+        docs_a = [set(phrases(e.text(), self.max_words)) for e in given.a]
+        docs_b = [set(phrases(e.text(), self.max_words)) for e in given.b]
+        kept = []
+        for item in given.feedback:
+            if item.auroc <= 0.5:
+                continue
+            phrase = " ".join(singular(w) for w in _WORD.findall(item.finding.lower()))
+            if any(phrase in doc for doc in seen) and docs_a and docs_b:
+                share_a = sum(phrase in doc for doc in docs_a) / len(docs_a)
+                share_b = sum(phrase in doc for doc in docs_b) / len(docs_b)
+                if share_a <= share_b:
+                    continue
+            kept.append(item.finding)
+        return kept
+
     async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
         limit = config.proposer.num_hypotheses
-        proposals = [
-            Proposal(r.phrase) for r in self.select([e.text() for e in given.a], [e.text() for e in given.b], limit)
+        refining = bool(given.feedback)
+        kept = self.replicated(given) if refining else []
+        dropped = {item.finding for item in given.feedback if item.auroc > 0.5} - set(kept)  # not replicated
+        proposals = [Proposal(f) for f in kept]
+        docs_a, docs_b = given.a, given.b
+        if refining and given.described_a and given.described_b:
+            docs_a, docs_b = given.described_a, given.described_b
+        proposals += [
+            Proposal(r.phrase)
+            for r in self.select([e.text() for e in docs_a], [e.text() for e in docs_b], limit)
+            if r.phrase not in dropped
         ]
         # The VLM describes a crop out of the setting it learned in, and its wording can degrade there;
         # a crop's phrase counts only when the VLM also says it of some whole image.
         attested = {p for e in (*given.a, *given.b) for p in phrases(e.text(), self.max_words)}
         for index, search in enumerate(given.searches):
+            if search.auroc <= 0.5:
+                continue  # a search for a finding more common in B refines nothing about A
             crops_a, crops_b = search.captions.get("a", []), search.captions.get("b", [])
             if crops_a and crops_b:
                 for row in self.select(crops_a, crops_b, self.per_search, attested):
-                    proposals.append(Proposal(row.phrase, (index,)))
+                    if refines(row.phrase, search.finding):
+                        proposals.append(Proposal(row.phrase, (index,)))
             where = region_words(search.box.x0, search.box.y0, search.box.x1, search.box.y1)
             if where and not names_a_side(search.finding):
                 proposals.append(Proposal(f"{where} {search.finding}", (index,)))
-        proposals += [Proposal(item.finding) for item in given.feedback if item.auroc > 0.5]
         return proposals

@@ -129,6 +129,10 @@ class AnalysisState:
         reports = self.task.reports
         return [Evidence(u, self.captions.get(u, ""), reports.get(u, "")) for u in uris]
 
+    def described(self, uris: Sequence[str]) -> list[Evidence]:
+        """The evidence of every image of `uris` described so far in this analysis, any round or iteration."""
+        return self.evidence([u for u in uris if u in self.captions])
+
     def result(self) -> dict[str, Any]:
         return build_result(self).to_json()
 
@@ -399,6 +403,8 @@ class ProposeFindings:
                 grid_b=rnd.grid_b,
                 feedback=work.feedback,
                 searches=rnd.searches,
+                described_a=state.described(state.task.set_a.uris),
+                described_b=state.described(state.task.set_b.uris),
             )
             rnd.proposals = await self._proposer.propose(given, config, state.notes)
             state.proposer = self._proposer.name
@@ -578,6 +584,14 @@ class SummarizeFindings:
             state.final = ranked(state.tested.values(), config.ranker.order)
         elif state.iterations:
             state.final = list(state.current.ranking)
+            if not state.final:
+                earlier = next((w for w in reversed(state.iterations) if w.ranking), None)
+                if earlier is not None:
+                    state.final = list(earlier.ranking)
+                    state.note(
+                        f"iteration {state.current.index} ranked no finding; the result is iteration "
+                        f"{earlier.index}'s ranking"
+                    )
         if not state.final:
             return
         positive = np.r_[np.ones(len(state.rank_a), bool), np.zeros(len(state.rank_b), bool)]
