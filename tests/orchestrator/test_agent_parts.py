@@ -14,13 +14,10 @@ import pytest
 
 from raddiff_orchestrator.agent.config import AgentConfig, ConfigError, parse_config, read_yaml
 from raddiff_orchestrator.agent.dedup import (
-    EmbeddingDeduplicator,
     LexicalDeduplicator,
     LLMDeduplicator,
-    greedy_groups,
     greedy_representatives,
     lexical_unique,
-    most_specific,
     normal_form,
 )
 from raddiff_orchestrator.agent.ports import Box, ChatMessage, Sampling
@@ -129,31 +126,6 @@ def test_the_threshold_decides_which_findings_merge() -> None:
     assert greedy_representatives(vectors, 0.99) == [0, 1, 2]
     assert greedy_representatives(vectors, 0.95) == [0, 2]  # the second joins the first
     assert greedy_representatives(vectors, 0.1) == [0]
-    assert greedy_groups(vectors, 0.95) == [[0, 1], [2]]
-
-
-def test_merged_findings_keep_the_most_specific_wording() -> None:
-    assert most_specific(["cardiomegaly", "severe cardiomegaly", "heart enlarged"]) == "severe cardiomegaly"
-    assert most_specific(["pleural effusion", "right pleural effusion", "large right pleural effusion"]) == (
-        "large right pleural effusion"
-    )
-    # "large right pleural effusion" does not say more about "moderate right pleural effusion": it contradicts it
-    assert most_specific(["moderate right pleural effusion", "large right pleural effusion"]) == (
-        "moderate right pleural effusion"
-    )
-
-
-async def test_embedding_deduplication_merges_near_duplicates_into_the_most_specific() -> None:
-    table = {"cardiomegaly": [1.0, 0.0], "severe cardiomegaly": [0.99, 0.14], "pleural effusion": [0.0, 1.0]}
-
-    async def embed(texts: Sequence[str]) -> np.ndarray:
-        return np.array([table[t] for t in texts])
-
-    dedup = EmbeddingDeduplicator(embed, 0.95)
-    assert await dedup.deduplicate(["cardiomegaly", "pleural effusion", "severe cardiomegaly"], []) == [
-        "severe cardiomegaly",
-        "pleural effusion",
-    ]
 
 
 class ScriptedChat:

@@ -50,30 +50,16 @@ def lexical_unique(findings: Sequence[str]) -> list[str]:
     return out
 
 
-def greedy_groups(vectors: np.ndarray, threshold: float) -> list[list[int]]:
-    """Rows grouped greedily: each row joins the first group whose first row it is at least `threshold`
-    similar to, else starts a group. Rows are unit vectors; groups are in the order of their first rows."""
-    groups: list[list[int]] = []
-    for i in range(vectors.shape[0]):
-        similar = [g for g in groups if float(vectors[g[0]] @ vectors[i]) >= threshold]
-        if similar:
-            similar[0].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
 def greedy_representatives(vectors: np.ndarray, threshold: float) -> list[int]:
-    """Indices kept: each group's first row (order decides which of two near-duplicates stands for both)."""
-    return [g[0] for g in greedy_groups(vectors, threshold)]
+    """Indices kept: each row joins the first kept row it is at least `threshold` similar to, else is kept.
 
-
-def most_specific(texts: Sequence[str]) -> str:
-    """The wording that stands for a group of near-duplicates: the first, or a member that says more about
-    the same thing ("severe cardiomegaly" for "cardiomegaly"), the longest such."""
-    first = texts[0]
-    fuller = [t for t in texts[1:] if f" {first.lower()} " in f" {t.lower()} "]
-    return max(fuller, key=lambda t: len(t.split()), default=first)
+    Rows are unit vectors; order decides which of two near-duplicates stands for both (the earlier).
+    """
+    kept: list[int] = []
+    for i in range(vectors.shape[0]):
+        if not kept or float((vectors[kept] @ vectors[i]).max()) < threshold:
+            kept.append(i)
+    return kept
 
 
 class Deduplicator(Protocol):
@@ -107,8 +93,7 @@ class EmbeddingDeduplicator:
             return unique
         vectors = np.asarray(await self._embed(unique), dtype=np.float64)
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        # The ranker cannot tell a group's wordings apart, so the most specific one is the finding.
-        return [most_specific([unique[i] for i in g]) for g in greedy_groups(vectors, self.threshold)]
+        return [unique[i] for i in greedy_representatives(vectors, self.threshold)]
 
 
 DEDUP_PROMPT = (
