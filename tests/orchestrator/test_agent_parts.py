@@ -272,3 +272,19 @@ def test_feedback_is_written_as_raddiff_does() -> None:
     assert (
         block == "Top 1 Difference: pleural effusion\nTop 1 Score: 0.812\nTop 2 Difference: edema\nTop 2 Score: 0.610"
     )
+
+
+async def test_the_boxs_side_is_added_only_where_the_finding_says_no_side_or_zone() -> None:
+    a = [Evidence(f"file:///a{i}.png", "Heart size is normal.") for i in range(2)]
+    b = [Evidence(f"file:///b{i}.png", "Heart size is normal.") for i in range(2)]
+
+    def search(finding: str) -> VisualSearch:
+        box = BoxOut(0.6, 0.05, 0.9, 0.3)  # the patient's left, high
+        return VisualSearch(finding, 0.8, box, "model", "scratch://g.png", {"a": [], "b": []}, {"a": [], "b": []})
+
+    findings = ["pulmonary nodule", "upper lobe pulmonary nodule", "left-sided pacemaker"]
+    feedback = [RankedBrief(f, 0.8) for f in findings]
+    given = ProposalInput(a, b, feedback=feedback, searches=[search(f) for f in findings])
+    texts = [p.text for p in await ContrastProposer().propose(given, AgentConfig(), [])]
+    assert "left upper pulmonary nodule" in texts
+    assert not any(t.startswith("left upper upper") or t.startswith("left upper left") for t in texts)

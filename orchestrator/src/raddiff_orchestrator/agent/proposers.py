@@ -591,6 +591,7 @@ class ContrastProposer:
                     if refines(row.phrase, search.finding):
                         proposals.append(Proposal(row.phrase, (index,)))
             where = region_words(search.box.x0, search.box.y0, search.box.x1, search.box.y1)
-            if where and not names_a_side(search.finding):
+            said = set(search.finding.lower().split())
+            if where and not names_a_side(search.finding) and said.isdisjoint(where.split()):
                 proposals.append(Proposal(f"{where} {search.finding}", (index,)))
         return proposals
