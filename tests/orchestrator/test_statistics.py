@@ -126,7 +126,8 @@ def test_histogram_shares_its_edges() -> None:
 def test_effect_size_is_cohens_d_with_the_pooled_standard_deviation() -> None:
     a, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0, 4.0])
     pooled = np.sqrt((a.var(ddof=1) * 2 + b.var(ddof=1) * 3) / 5)
-    scores = np.stack([np.r_[a, b], np.r_[b[:3], a, 9.0][:7], np.full(7, 0.5), np.r_[np.ones(3), np.zeros(4)]])
+    b_above = np.array([1.0, 2.0, 3.0, 2.0, 4.0, 6.0, 9.0])  # A's three below B's four
+    scores = np.stack([np.r_[a, b], b_above, np.full(7, 0.5), np.r_[np.ones(3), np.zeros(4)]])
     positive = np.r_[np.ones(3, bool), np.zeros(4, bool)]
     d = effect_sizes(scores, positive)
     assert d[0] == pytest.approx((a.mean() - b.mean()) / pooled)

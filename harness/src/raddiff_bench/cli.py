@@ -54,15 +54,12 @@ def _progress(total: int) -> Any:
     return line
 
 
-def _options(args: argparse.Namespace, config: Path | None = None) -> RunOptions:
-    config = with_judge_backend(read_config(config or args.config), args.judge_backend)
-    return RunOptions(config=config, timeout_s=args.timeout, poll_s=args.poll)
+def _options(args: argparse.Namespace, config: Path | None) -> RunOptions:
+    agent_config = with_judge_backend(read_config(config), args.judge_backend)
+    return RunOptions(config=agent_config, timeout_s=args.timeout, poll_s=args.poll)
 
 
-async def _run_images(
-    args: argparse.Namespace, config: Path | None = None
-) -> tuple[str, dict[str, Any], list[PairResult]]:
-    config = config or args.config
+async def _run_images(args: argparse.Namespace, config: Path | None) -> tuple[str, dict[str, Any], list[PairResult]]:
     pairs = load_image_pairs(args.jsonl, args.pairs, args.image_root)
     options = _options(args, config)
     async with Orchestrator(args.orchestrator) as orch, evaluator(args.evaluator) as judge:
@@ -104,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise _Usage("give either --jsonl (image pairs) or --reports-jsonl (report pairs)")
     if args.jsonl is not None and not args.orchestrator:
         raise _Usage("--jsonl needs --orchestrator URL")
-    title, run, results = asyncio.run(_run_reports(args) if args.reports_jsonl else _run_images(args))
+    title, run, results = asyncio.run(_run_reports(args) if args.reports_jsonl else _run_images(args, args.config))
     rows = summarize(results)
     print(render(title, rows, results))
     if args.out is not None:
@@ -144,7 +141,7 @@ def cmd_run_pair(args: argparse.Namespace) -> int:
     """One pair (a Kubernetes Indexed Job's index); one JSON line on stdout whatever happens."""
     try:
         pair = load_image_pair(args.jsonl, args.index, args.image_root)
-        options = _options(args)
+        options = _options(args, args.config)
     except BadInput as exc:
         print(json.dumps({"index": args.index, "status": "failed", "error": str(exc), "bad_input": True}))
         return EXIT_BAD_INPUT

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from raddiff_orchestrator.agent.config import AgentConfig
@@ -375,6 +376,12 @@ def phrases(text: str, max_words: int = 4) -> Iterator[str]:
                 break
 
 
+@lru_cache(maxsize=8192)
+def phrase_set(text: str, max_words: int = 4) -> frozenset[str]:
+    """The distinct phrases of one document; a refinement reads the same captions several times a round."""
+    return frozenset(phrases(text, max_words))
+
+
 def _ngrams(words: list[str], max_words: int) -> Iterator[str]:
     for n in range(1, max_words + 1):
         for i in range(len(words) - n + 1):
@@ -426,8 +433,8 @@ def contrast_phrases(
     """Every phrase of A with the share of A's and B's documents that affirm it, most separating first."""
     if not docs_a or not docs_b:
         raise ValueError("contrasting phrases needs documents on both sides")
-    count_a = Counter(p for doc in docs_a for p in set(phrases(doc, max_words)))
-    count_b = Counter(p for doc in docs_b for p in set(phrases(doc, max_words)))
+    count_a = Counter(p for doc in docs_a for p in phrase_set(doc, max_words))
+    count_b = Counter(p for doc in docs_b for p in phrase_set(doc, max_words))
     n_a, n_b = len(docs_a), len(docs_b)
     rows = [
         PhraseContrast(p, n / n_a, count_b[p] / n_b, log_odds_z(n, n_a, count_b[p], n_b, prior))
@@ -480,10 +487,10 @@ class ContrastProposer:
 
     Refinement (iteration 2 on): the previous top findings that separated better than chance and that this
     round's sample does not contradict (see `replicated`) come first, so they compete again and deduplication
-    keeps their wording; phrases are contrasted over every image
-    described so far in the analysis, so a phrase that one new sample happens to favour does not displace
-    what the earlier ones established; each zoom crop set the VLM described is contrasted the same way (A's
-    crops against B's); and a finding whose box lies to one side is proposed again with that side.
+    keeps their wording; phrases are contrasted over every image described so far in the analysis, so a
+    phrase that one new sample happens to favour does not displace what the earlier ones established; each
+    zoom crop set the VLM described is contrasted the same way (A's crops against B's), keeping the phrases
+    that refine the finding searched; and a finding whose box lies to one side is proposed again with that side.
     """
 
     name = "offline"
@@ -540,6 +547,10 @@ class ContrastProposer:
             chosen.append(best)
         return chosen
 
+    def vocabulary(self, evidence: Sequence[Evidence]) -> frozenset[str]:
+        """Every phrase that some of these documents affirm."""
+        return frozenset().union(*(phrase_set(e.text(), self.max_words) for e in evidence))
+
     def replicated(self, given: ProposalInput) -> list[str]:
         """The previous top findings that beat chance and that this round's own sample does not contradict.
 
@@ -549,15 +560,15 @@ class ContrastProposer:
         each iteration (proposer.resample) this is a test on fresh images; a finding no described image
         mentions (an LLM's wording) is kept, since the descriptions say nothing about it.
         """
-        seen = [set(phrases(e.text(), self.max_words)) for e in (*given.described_a, *given.described_b)]
-        docs_a = [set(phrases(e.text(), self.max_words)) for e in given.a]
-        docs_b = [set(phrases(e.text(), self.max_words)) for e in given.b]
+        seen = self.vocabulary([*given.described_a, *given.described_b])
+        docs_a = [phrase_set(e.text(), self.max_words) for e in given.a]
+        docs_b = [phrase_set(e.text(), self.max_words) for e in given.b]
         kept = []
         for item in given.feedback:
             if item.auroc <= 0.5:
                 continue
             phrase = " ".join(singular(w) for w in _WORD.findall(item.finding.lower()))
-            if any(phrase in doc for doc in seen) and docs_a and docs_b:
+            if phrase in seen and docs_a and docs_b:
                 share_a = sum(phrase in doc for doc in docs_a) / len(docs_a)
                 share_b = sum(phrase in doc for doc in docs_b) / len(docs_b)
                 if share_a <= share_b:
@@ -581,7 +592,7 @@ class ContrastProposer:
         ]
         # The VLM describes a crop out of the setting it learned in, and its wording can degrade there;
         # a crop's phrase counts only when the VLM also says it of some whole image.
-        attested = {p for e in (*given.a, *given.b) for p in phrases(e.text(), self.max_words)}
+        attested = self.vocabulary([*given.a, *given.b])
         for index, search in enumerate(given.searches):
             if search.auroc <= 0.5:
                 continue  # a search for a finding more common in B refines nothing about A
