@@ -267,6 +267,33 @@ async def test_offline_refinement_drops_top_findings_that_fresh_samples_do_not_r
     assert texts[:2] == ["pleural effusion", "blunted costophrenic angles"] and "endotracheal tube" not in texts
 
 
+async def test_offline_refinement_proposes_what_the_descriptions_say_more_specifically() -> None:
+    def images(side: str, texts: list[str]) -> list[Evidence]:
+        return [Evidence(f"file:///{side}{i}.png", t) for i, t in enumerate(texts)]
+
+    a = images(
+        "a",
+        ["Large bilateral pleural effusions. Endotracheal tube in the right main bronchus."] * 3
+        + ["Small left pleural effusion. Moderate cardiomegaly."] * 2
+        + ["Moderate right pleural effusion. Severe cardiomegaly.", "Right pleural effusion. Moderate cardiomegaly."],
+    )
+    b = images("b", ["Clear lungs."] * 4 + ["Small left pleural effusion."] * 3)
+    proposer = ContrastProposer()
+    # Said of one image of A only: too little; as common in B as in A: not A's; the finding itself: not new.
+    # Stated by 3 of A's images against the finding's own words by 1: the better supported wording.
+    assert proposer.specifics("right pleural effusion", a, b) == (["large bilateral pleural effusion"], [])
+    feedback = [RankedBrief("right pleural effusion", 0.9), RankedBrief("moderate cardiomegaly", 0.8)]
+    texts = [p.text for p in await proposer.propose(ProposalInput(a, b, feedback=feedback), AgentConfig(), [])]
+    assert texts[:3] == ["large bilateral pleural effusion", "right pleural effusion", "moderate cardiomegaly"]
+    assert not any(t.startswith(("moderate right", "small")) for t in texts)
+    # Whole statements, beyond the phrases' four words; a fragment no image states is supported less.
+    assert proposer.specifics("endotracheal tube", a, b) == (["endotracheal tube in the right main bronchus"], [])
+    # What A's images state less often than the finding's own words comes after it, when said often enough.
+    a_more = [*a, *images("a-more", ["Severe cardiomegaly."])]
+    assert proposer.specifics("moderate cardiomegaly", a_more, b) == ([], ["severe cardiomegaly"])
+    assert ContrastProposer(per_finding=0).specifics("cardiomegaly", a, b) == ([], [])
+
+
 def test_feedback_is_written_as_raddiff_does() -> None:
     block = feedback_block([RankedBrief("pleural effusion", 0.8123), RankedBrief("edema", 0.61)])
     assert (

@@ -26,6 +26,7 @@ from raddiff_orchestrator.agent.proposers import (
     phrases,
     refines,
     singular,
+    statement_set,
 )
 from raddiff_orchestrator.agent.results import BoxOut, VisualSearch
 
@@ -243,3 +244,15 @@ async def test_refinement_keeps_only_crop_phrases_the_vlm_also_says_of_whole_ima
 )
 def test_a_crop_phrase_refines_only_the_finding_searched(phrase: str, finding: str, expected: bool) -> None:
     assert refines(phrase, finding) is expected
+
+
+def test_a_finding_stated_on_both_sides_of_one_image_is_bilateral() -> None:
+    stated = statement_set("Large right pleural effusion. Large left pleural effusion. Right lower lobe mass.")
+    assert stated == {"large bilateral pleural effusion", "right lower lobe mass"}
+    assert statement_set("Large right pleural effusion. Small left pleural effusion.") == {
+        "large right pleural effusion",
+        "small left pleural effusion",
+    }  # different grades: two findings
+    assert statement_set("Endotracheal tube in the right main bronchus. No pneumothorax.") == {
+        "endotracheal tube in the right main bronchus"
+    }

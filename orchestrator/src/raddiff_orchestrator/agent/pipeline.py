@@ -160,9 +160,9 @@ def build_pipeline(
         if cropping and k > 1:
             steps.append(SearchRegions(models.localizer, models.captioner, proposer, concurrency, max_tokens))
         steps += [ProposeFindings(proposer), DeduplicateFindings(deduplicator), RankFindings(embedder)]
-        if config.evaluator.each_iteration or (k == config.num_iterations and not config.merge):
+        if config.evaluator.each_iteration:
             steps.append(JudgeFindings(models.judge))
-    steps.append(SummarizeFindings())
-    if config.merge:
-        steps.append(JudgeFindings(models.judge, final=True))
+    # The result may not be the last iteration's ranking (merged, or an earlier one when the last ranked
+    # nothing): what is judged is what is reported.
+    steps += [SummarizeFindings(), JudgeFindings(models.judge, final=True)]
     return Pipeline(steps)

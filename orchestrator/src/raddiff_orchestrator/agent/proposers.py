@@ -354,8 +354,9 @@ def singular(word: str) -> str:
     return word
 
 
-def phrases(text: str, max_words: int = 4) -> Iterator[str]:
-    """Affirmed word n-grams of a caption or report, negated sentence tails left out."""
+def affirmed_runs(text: str) -> Iterator[list[str]]:
+    """The affirmed clauses of a caption or report as runs of (singular) words: sentences split at joiners,
+    negated sentence tails left out. Phrases are n-grams of a run; a statement is a whole run."""
     for sentence in _SENTENCE_BREAK.split(_GROUNDING_TOKEN.sub(" ", text.lower())):
         if not _TRAILING_NEGATIONS.isdisjoint(_WORD.findall(sentence)):
             continue
@@ -367,19 +368,54 @@ def phrases(text: str, max_words: int = 4) -> Iterator[str]:
                     negated = True
                     break
                 if word in _JOINERS:
-                    yield from _ngrams(run, max_words)
+                    yield run
                     run = []
                     continue
                 run.append(singular(word))
-            yield from _ngrams(run, max_words)
+            yield run
             if negated:
                 break
+
+
+def phrases(text: str, max_words: int = 4) -> Iterator[str]:
+    """Affirmed word n-grams of a caption or report, negated sentence tails left out."""
+    for run in affirmed_runs(text):
+        yield from _ngrams(run, max_words)
 
 
 @lru_cache(maxsize=8192)
 def phrase_set(text: str, max_words: int = 4) -> frozenset[str]:
     """The distinct phrases of one document; a refinement reads the same captions several times a round."""
     return frozenset(phrases(text, max_words))
+
+
+@lru_cache(maxsize=8192)
+def statement_set(text: str, max_words: int = 8) -> frozenset[str]:
+    """The distinct whole affirmed clauses of one document ("endotracheal tube in the right main bronchus"),
+    outer stopwords trimmed; those longer than `max_words`, stuttering or naming no finding left out."""
+    out = set()
+    for run in affirmed_runs(text):
+        while run and run[0] in _STOPWORDS:
+            run = run[1:]
+        while run and run[-1] in _STOPWORDS:
+            run = run[:-1]
+        if 0 < len(run) <= max_words and len(set(run)) == len(run) and not set(run) <= _MODIFIERS | _STOPWORDS:
+            out.add(" ".join(run))
+    return frozenset(bilateral(out))
+
+
+def bilateral(statements: AbstractSet[str]) -> set[str]:
+    """One image's statements with the same finding stated on the right and on the left said once, bilateral:
+    "large right pleural effusion" and "large left pleural effusion" are "large bilateral pleural effusion"."""
+    out = set(statements)
+    for statement in statements:
+        words = statement.split()
+        if "right" in words:
+            left = " ".join("left" if w == "right" else w for w in words)
+            if left in statements:
+                out -= {statement, left}
+                out.add(" ".join("bilateral" if w == "right" else w for w in words))
+    return out
 
 
 def _ngrams(words: list[str], max_words: int) -> Iterator[str]:
@@ -461,9 +497,14 @@ def refines(phrase: str, finding: str) -> bool:
     """Whether a zoom crop's phrase says more about the finding searched, or something else about it: it names
     the finding's own words (not its side, size or place: "effusion" of "moderate right pleural effusion") and
     is not a part of it. "large right pleural effusion" refines it; "effusion" and "lobe mass" do not."""
-    words = [singular(w) for w in finding.lower().split()]
-    core = {w for w in words if w not in _MODIFIERS and w not in _STOPWORDS} or set(words)
-    return core <= set(phrase.split()) and not _contains(" ".join(words), phrase)
+    words = [singular(w) for w in _WORD.findall(finding.lower())]
+    return core_words(finding) <= set(phrase.split()) and not _contains(" ".join(words), phrase)
+
+
+def core_words(finding: str) -> set[str]:
+    """What a finding names, without its side, size or place: {"effusion"} of "moderate right pleural effusion"."""
+    words = {singular(w) for w in _WORD.findall(finding.lower())}
+    return {w for w in words if w not in _MODIFIERS and w not in _STOPWORDS} or words
 
 
 def region_words(x0: float, y0: float, x1: float, y1: float) -> str:
@@ -487,8 +528,10 @@ class ContrastProposer:
 
     Refinement (iteration 2 on): the previous top findings that separated better than chance and that this
     round's sample does not contradict (see `replicated`) come first, so they compete again and deduplication
-    keeps their wording; phrases are contrasted over every image described so far in the analysis, so a
-    phrase that one new sample happens to favour does not displace what the earlier ones established; each
+    keeps their wording, each with what the descriptions state more specifically about it (see `specifics`;
+    a statement better supported than the finding's own words goes before it); phrases are contrasted over
+    every image described so far in the analysis, so a phrase that one new sample happens to favour does not
+    displace what the earlier ones established; each
     zoom crop set the VLM described is contrasted the same way (A's crops against B's), keeping the phrases
     that refine the finding searched; and a finding whose box lies to one side is proposed again with that side.
     """
@@ -507,6 +550,7 @@ class ContrastProposer:
         statistic: str = "log_odds",
         prior: float = 4.0,
         per_search: int = 3,
+        per_finding: int = 3,
     ) -> None:
         if statistic not in ("log_odds", "separation"):
             raise ValueError(f"unknown statistic {statistic!r}")
@@ -517,6 +561,7 @@ class ContrastProposer:
         self.statistic = statistic
         self.prior = prior
         self.per_search = per_search
+        self.per_finding = per_finding
 
     def select(
         self, docs_a: Sequence[str], docs_b: Sequence[str], limit: int, vocabulary: AbstractSet[str] | None = None
@@ -576,15 +621,49 @@ class ContrastProposer:
             kept.append(item.finding)
         return kept
 
+    def specifics(
+        self, finding: str, docs_a: Sequence[Evidence], docs_b: Sequence[Evidence]
+    ) -> tuple[list[str], list[str]]:
+        """What the descriptions say more specifically about a finding, more often of A than of B: those they
+        support better than the finding's own words, and the rest.
+
+        The offline counterpart of RadDiff's "make it more specific (side, location, severity)": the whole
+        statements that name what the finding names ("large bilateral pleural effusion" or "severe
+        cardiomegaly" for "right pleural effusion" or "cardiomegaly"), at most `per_finding`, by the log-odds z
+        of the documents stating them; each stated by at least `min_count` of A's documents. A finding no
+        document states whole ("lobe mass", a fragment) is supported less than any statement containing it.
+        """
+        core = core_words(finding)
+        own = " ".join(singular(w) for w in _WORD.findall(finding.lower()))
+        count_a = Counter(s for e in docs_a for s in statement_set(e.text()) if core <= set(s.split()))
+        count_b = Counter(s for e in docs_b for s in statement_set(e.text()) if core <= set(s.split()))
+        n_a, n_b = len(docs_a), len(docs_b)
+        if not n_a or not n_b:
+            return [], []
+        rows = [
+            (log_odds_z(n, n_a, count_b[s], n_b, self.prior), s)
+            for s, n in count_a.items()
+            if s != own and n >= min(self.min_count, n_a) and n / n_a > count_b[s] / n_b
+        ]
+        rows.sort(key=lambda r: (-round(r[0], 9), r[1]))
+        own_z = log_odds_z(count_a[own], n_a, count_b[own], n_b, self.prior)
+        chosen = rows[: self.per_finding]
+        return [s for z, s in chosen if z > own_z], [s for z, s in chosen if z <= own_z]
+
     async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
         limit = config.proposer.num_hypotheses
         refining = bool(given.feedback)
         kept = self.replicated(given) if refining else []
         dropped = {item.finding for item in given.feedback if item.auroc > 0.5} - set(kept)  # not replicated
-        proposals = [Proposal(f) for f in kept]
         docs_a, docs_b = given.a, given.b
         if refining and given.described_a and given.described_b:
             docs_a, docs_b = given.described_a, given.described_b
+        # Each kept finding with what the descriptions say more specifically about it, the better supported
+        # wording first: where deduplication finds two the same, the earlier stands for both.
+        proposals = []
+        for finding in kept:
+            better, rest = self.specifics(finding, docs_a, docs_b)
+            proposals += [Proposal(t) for t in (*better, finding, *rest)]
         proposals += [
             Proposal(r.phrase)
             for r in self.select([e.text() for e in docs_a], [e.text() for e in docs_b], limit)

@@ -548,6 +548,10 @@ class JudgeFindings:
         config = state.task.config
         ranking = state.final if self._final else state.current.ranking
         predictions = [s.finding for s in ranking[: config.evaluator.n_hypotheses]]
+        owner = ranked_by(state, ranking) if self._final else state.current
+        if self._final and owner is not None and owner.evaluation is not None:
+            state.evaluation = owner.evaluation  # judged already, as that iteration's ranking
+            return
         if not predictions:
             evaluation = Evaluation(scores=[], acc_at_1=0.0, acc_at_5=0.0, backend="none")
         elif self._judge is None:
@@ -564,11 +568,15 @@ class JudgeFindings:
                 backend=verdict.backend,
                 rationales=list(verdict.rationales),
             )
-        if self._final:
-            state.evaluation = evaluation
-        else:
-            state.current.evaluation = evaluation
-            state.evaluation = evaluation
+        state.evaluation = evaluation
+        if owner is not None:
+            owner.evaluation = evaluation
+
+
+def ranked_by(state: AnalysisState, ranking: Sequence[Scored]) -> IterationWork | None:
+    """The iteration whose ranking this is (the final one is usually the last iteration's), if any."""
+    names = [s.finding for s in ranking]
+    return next((w for w in reversed(state.iterations) if [s.finding for s in w.ranking] == names), None)
 
 
 class SummarizeFindings:
