@@ -198,16 +198,22 @@ def test_ranking_by_auroc_breaks_ties_by_effect_size_and_effect_size_order_ignor
     assert [s.finding for s in ranked(findings, "effect_size")] == ["heart", "effusion", "device"]
 
 
-async def test_a_last_iteration_that_ranks_nothing_leaves_the_earlier_ranking_as_the_result() -> None:
+def _last_iteration_ranked_nothing(task: AnalysisTask) -> tuple[AnalysisState, Scored]:
+    """Two iterations: the first ranked one finding, "effusion", the second nothing."""
     scored = Scored("effusion", np.array([0.3, 0.2, 0.1, 0.0]), 1.0, 2.0, None, iteration=1)
-    state = AnalysisState(TASK, iterations=[IterationWork(1, ranking=[scored]), IterationWork(2)])
+    state = AnalysisState(task, iterations=[IterationWork(1, ranking=[scored]), IterationWork(2)])
     state.tested = {"effusion": scored}
     state.rank_a, state.rank_b = ["file:///a0.png", "file:///a1.png"], ["file:///b0.png", "file:///b1.png"]
+    return state, scored
 
-    async def report(fraction: float) -> None:
-        return None
 
-    await SummarizeFindings().run(state, report)
+async def _no_report(fraction: float) -> None:
+    return None
+
+
+async def test_a_last_iteration_that_ranks_nothing_leaves_the_earlier_ranking_as_the_result() -> None:
+    state, scored = _last_iteration_ranked_nothing(TASK)
+    await SummarizeFindings().run(state, _no_report)
     assert state.final == [scored] and len(state.final_stats) == 1
     assert "iteration 2 ranked no finding; the result is iteration 1's ranking" in state.notes
 
@@ -224,21 +230,14 @@ async def test_what_is_judged_is_the_ranking_reported() -> None:
             return Judgement([2 if "effusion" in p else 0 for p in predictions], "semantic")
 
     task = AnalysisTask(TASK.set_a, TASK.set_b, ground_truth=GroundTruth("pleural effusion", "normal"))
-    scored = Scored("effusion", np.array([0.3, 0.2, 0.1, 0.0]), 1.0, 2.0, None, iteration=1)
-    state = AnalysisState(task, iterations=[IterationWork(1, ranking=[scored]), IterationWork(2)])
-    state.tested = {"effusion": scored}
-    state.rank_a, state.rank_b = ["file:///a0.png", "file:///a1.png"], ["file:///b0.png", "file:///b1.png"]
-
-    async def report(fraction: float) -> None:
-        return None
-
+    state, _ = _last_iteration_ranked_nothing(task)
     judge = CountingJudge()
-    await JudgeFindings(judge).run(state, report)  # the last iteration ranked nothing: nothing is right
+    await JudgeFindings(judge).run(state, _no_report)  # the last iteration ranked nothing: nothing is right
     assert state.iterations[1].evaluation is not None and state.iterations[1].evaluation.acc_at_1 == 0.0
-    await SummarizeFindings().run(state, report)  # the result falls back to iteration 1's ranking
-    await JudgeFindings(judge, final=True).run(state, report)
+    await SummarizeFindings().run(state, _no_report)  # the result falls back to iteration 1's ranking
+    await JudgeFindings(judge, final=True).run(state, _no_report)
     assert judge.asked == [["effusion"]] and state.evaluation is not None and state.evaluation.acc_at_1 == 1.0
     assert state.iterations[0].evaluation == state.evaluation  # iteration 1's own ranking, judged once
     # judged already as an iteration's ranking: not asked again
-    await JudgeFindings(judge, final=True).run(state, report)
+    await JudgeFindings(judge, final=True).run(state, _no_report)
     assert len(judge.asked) == 1
