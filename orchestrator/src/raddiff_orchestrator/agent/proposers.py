@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from raddiff_kit.json_schema import short_text
 from raddiff_orchestrator.agent.config import AgentConfig
 from raddiff_orchestrator.agent.ports import ChatMessage, ChatModel, DependencyError, NotConfigured, Sampling
 from raddiff_orchestrator.agent.results import RankedBrief, VisualSearch
@@ -115,7 +116,7 @@ def findings_schema(config: AgentConfig) -> dict[str, Any]:
         "properties": {
             "findings": {
                 "type": "array",
-                "items": {"type": "string"},
+                "items": short_text(120),
                 "minItems": min(proposer.min_hypotheses, proposer.num_hypotheses),
                 "maxItems": proposer.num_hypotheses,
             }

@@ -15,6 +15,7 @@ from typing import Protocol
 from raddiff_evaluator.engine import JudgeBackend, JudgeInput, Verdict
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import ServiceError
+from raddiff_kit.json_schema import short_text
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def answer_schema(n: int) -> str:
         "properties": {
             "index": {"type": "integer", "minimum": 1, "maximum": n},
             "score": {"type": "integer", "enum": [0, 1, 2]},
-            "reason": {"type": "string"},
+            "reason": short_text(80),
         },
         "required": ["index", "score", "reason"],
         "additionalProperties": False,

@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from raddiff_kit.json_schema import short_text
 from raddiff_localize.engine import NormBox
 
 _KEYS = ("x0", "y0", "x1", "y1")
@@ -17,7 +18,7 @@ def box_schema(count: int) -> dict[str, object]:
     coordinate = {"type": "number", "minimum": 0, "maximum": 1}
     box = {
         "type": "object",
-        "properties": {"finding": {"type": "string"}, **{key: coordinate for key in _KEYS}},
+        "properties": {"finding": short_text(120), **{key: coordinate for key in _KEYS}},
         "required": ["finding", *_KEYS],
         "additionalProperties": False,
     }
