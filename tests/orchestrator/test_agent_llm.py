@@ -345,6 +345,16 @@ async def _quiet(stage: str, fraction: float) -> None:
     return None
 
 
+async def analyse(stack: Stack, task: AnalysisTask, model: str = "scripted", timeout_s: float = 60) -> dict[str, Any]:
+    """One analysis through the stack's services, the LLM proxy asking for `model`; its result."""
+    clients = ServiceClients(stack.targets.configured(), timeout_s=timeout_s, llm_model=model)
+    try:
+        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=8, embed_batch_size=8))
+        return await runner(task, _quiet)
+    finally:
+        await clients.close()
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
@@ -354,12 +364,7 @@ async def test_raddiff_through_the_llm_proxy_sends_what_raddiff_sends(
 ) -> None:
     llm, _ = scripted
     llm.bad = {"propose", "boxes"}
-    clients = ServiceClients(stack.targets.configured(), timeout_s=60, llm_model="scripted")
-    try:
-        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=8, embed_batch_size=8))
-        result = await runner(task_for(stack, RADDIFF), _quiet)
-    finally:
-        await clients.close()
+    result = await analyse(stack, task_for(stack, RADDIFF))
     scratch = ImageStore([stack.root], stack.scratch)
     first, second = result["iterations"]
     assert result["proposer"] == "raddiff"
@@ -426,29 +431,19 @@ async def test_raddiff_through_the_llm_proxy_sends_what_raddiff_sends(
 async def test_the_other_llm_proposers_send_their_material(stack: Stack, scripted: tuple[ScriptedLLM, str]) -> None:
     llm, _ = scripted
     reports = {u: "Left pleural effusion." for u in stack.set_a} | {u: "Lungs are clear." for u in stack.set_b}
-    clients = ServiceClients(stack.targets.configured(), timeout_s=60, llm_model="scripted")
-    try:
-        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=8, embed_batch_size=8))
-        visdiff = {**RADDIFF, "num_iterations": 1, "proposer": {"method": "visdiff", "num_samples": 3, "num_rounds": 1}}
-        await runner(task_for(stack, visdiff), _quiet)
-        (baseline,) = llm.of("propose")
-        assert baseline.images(1) == [] and "radiolog" not in baseline.messages[0]["content"].lower()
-        assert baseline.text(1).count("Group A: ") == 3 and baseline.text(1).count("Group B: ") == 3
-        llm.seen.clear()
-        by_reports = {
-            **RADDIFF,
-            "num_iterations": 1,
-            "proposer": {"method": "reports", "num_samples": 3, "num_rounds": 1},
-        }
-        task = task_for(stack, by_reports)
-        task = AnalysisTask(task.set_a, task.set_b, task.config, reports, task.ground_truth)
-        result = await runner(task, _quiet)
-        (upper,) = llm.of("propose")
-        assert upper.text(1).count("Group A: Left pleural effusion.") == 3
-        assert upper.text(1).count("Group B: Lungs are clear.") == 3 and len(upper.images(1)) == 2
-        assert result["samples"]["a"][0]["caption"] == ""  # the reports mode needs no descriptions
-    finally:
-        await clients.close()
+    visdiff = {**RADDIFF, "num_iterations": 1, "proposer": {"method": "visdiff", "num_samples": 3, "num_rounds": 1}}
+    await analyse(stack, task_for(stack, visdiff))
+    (baseline,) = llm.of("propose")
+    assert baseline.images(1) == [] and "radiolog" not in baseline.messages[0]["content"].lower()
+    assert baseline.text(1).count("Group A: ") == 3 and baseline.text(1).count("Group B: ") == 3
+    llm.seen.clear()
+    by_reports = {**RADDIFF, "num_iterations": 1, "proposer": {"method": "reports", "num_samples": 3, "num_rounds": 1}}
+    task = task_for(stack, by_reports)
+    result = await analyse(stack, AnalysisTask(task.set_a, task.set_b, task.config, reports, task.ground_truth))
+    (upper,) = llm.of("propose")
+    assert upper.text(1).count("Group A: Left pleural effusion.") == 3
+    assert upper.text(1).count("Group B: Lungs are clear.") == 3 and len(upper.images(1)) == 2
+    assert result["samples"]["a"][0]["caption"] == ""  # the reports mode needs no descriptions
 
 
 @pytest.mark.parametrize("stack", ["no upstream"], indirect=True)
@@ -456,13 +451,8 @@ async def test_auto_falls_back_to_the_embedded_default_without_an_upstream(
     stack: Stack, scripted: tuple[ScriptedLLM, str]
 ) -> None:
     llm, _ = scripted
-    clients = ServiceClients(stack.targets.configured(), timeout_s=60)
-    try:
-        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=8, embed_batch_size=8))
-        config = {"num_iterations": 2, "proposer": {"num_samples": 3, "num_rounds": 1, "topk": 2}}
-        result = await runner(task_for(stack, config), _quiet)
-    finally:
-        await clients.close()
+    config = {"num_iterations": 2, "proposer": {"num_samples": 3, "num_rounds": 1, "topk": 2}}
+    result = await analyse(stack, task_for(stack, config), model="")  # the deployment's default model
     assert llm.seen == []  # the proxy had no upstream to call
     assert result["proposer"] == "offline"
     assert any("raddiff proposer is not available" in n and "FAILED_PRECONDITION" in n for n in result["notes"])
@@ -474,12 +464,7 @@ async def test_auto_falls_back_to_the_embedded_default_without_an_upstream(
 @pytest.mark.parametrize("stack", ["vllm"], indirect=True)
 async def test_the_llm_paths_run_on_a_real_model_served_by_vllm(stack: Stack) -> None:
     """RadDiff's proposer, deduplication, boxes and judge, each answered by a real model under its schema."""
-    clients = ServiceClients(stack.targets.configured(), timeout_s=120, llm_model="raddiff-vlm-synth")
-    try:
-        runner = AgentRunner(clients.models(), PipelineOptions(caption_max_tokens=8, embed_batch_size=8))
-        result = await runner(task_for(stack, RADDIFF), _quiet)
-    finally:
-        await clients.close()
+    result = await analyse(stack, task_for(stack, RADDIFF), model="raddiff-vlm-synth", timeout_s=120)
     first, second = result["iterations"]
     assert result["proposer"] == "raddiff"  # no fallback to the offline proposer
     assert not any("not available" in n for n in result["notes"])  # what it repaired is said in the notes
