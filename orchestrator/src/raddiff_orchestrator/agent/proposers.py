@@ -498,13 +498,17 @@ def refines(phrase: str, finding: str) -> bool:
     """Whether a zoom crop's phrase says more about the finding searched, or something else about it: it names
     the finding's own words (not its side, size or place: "effusion" of "moderate right pleural effusion") and
     is not a part of it. "large right pleural effusion" refines it; "effusion" and "lobe mass" do not."""
-    words = [singular(w) for w in _WORD.findall(finding.lower())]
-    return core_words(finding) <= set(phrase.split()) and not _contains(" ".join(words), phrase)
+    return core_words(finding) <= set(phrase.split()) and not _contains(as_phrase(finding), phrase)
+
+
+def as_phrase(finding: str) -> str:
+    """A finding in the phrases' own form: lower case, words only, plurals folded ("Pleural effusions")."""
+    return " ".join(singular(w) for w in _WORD.findall(finding.lower()))
 
 
 def core_words(finding: str) -> set[str]:
     """What a finding names, without its side, size or place: {"effusion"} of "moderate right pleural effusion"."""
-    words = {singular(w) for w in _WORD.findall(finding.lower())}
+    words = set(as_phrase(finding).split())
     return {w for w in words if w not in _MODIFIERS and w not in _STOPWORDS} or words
 
 
@@ -532,9 +536,9 @@ class ContrastProposer:
     keeps their wording, each with what the descriptions state more specifically about it (see `specifics`;
     a statement better supported than the finding's own words goes before it); phrases are contrasted over
     every image described so far in the analysis, so a phrase that one new sample happens to favour does not
-    displace what the earlier ones established; each
-    zoom crop set the VLM described is contrasted the same way (A's crops against B's), keeping the phrases
-    that refine the finding searched; and a finding whose box lies to one side is proposed again with that side.
+    displace what the earlier ones established; each zoom crop set the VLM described is contrasted the same
+    way (A's crops against B's), keeping the phrases that refine the finding searched; and a finding whose box
+    lies to one side is proposed again with that side.
     """
 
     name = "offline"
@@ -613,7 +617,7 @@ class ContrastProposer:
         for item in given.feedback:
             if item.auroc <= 0.5:
                 continue
-            phrase = " ".join(singular(w) for w in _WORD.findall(item.finding.lower()))
+            phrase = as_phrase(item.finding)
             if phrase in seen and docs_a and docs_b:
                 share_a = sum(phrase in doc for doc in docs_a) / len(docs_a)
                 share_b = sum(phrase in doc for doc in docs_b) / len(docs_b)
@@ -634,13 +638,12 @@ class ContrastProposer:
         of the documents stating them; each stated by at least `min_count` of A's documents. A finding no
         document states whole ("lobe mass", a fragment) is supported less than any statement containing it.
         """
-        core = core_words(finding)
-        own = " ".join(singular(w) for w in _WORD.findall(finding.lower()))
-        count_a = Counter(s for e in docs_a for s in statement_set(e.text()) if core <= set(s.split()))
-        count_b = Counter(s for e in docs_b for s in statement_set(e.text()) if core <= set(s.split()))
         n_a, n_b = len(docs_a), len(docs_b)
         if not n_a or not n_b:
             return [], []
+        core, own = core_words(finding), as_phrase(finding)
+        count_a = Counter(s for e in docs_a for s in statement_set(e.text()) if core <= set(s.split()))
+        count_b = Counter(s for e in docs_b for s in statement_set(e.text()) if core <= set(s.split()))
         rows = [
             (log_odds_z(n, n_a, count_b[s], n_b, self.prior), s)
             for s, n in count_a.items()
