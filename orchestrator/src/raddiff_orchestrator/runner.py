@@ -7,6 +7,7 @@ from typing import Any
 from raddiff_orchestrator.agent.embeddings import EmbeddingCache
 from raddiff_orchestrator.agent.pipeline import Models, PipelineOptions, build_pipeline
 from raddiff_orchestrator.agent.ports import Progress
+from raddiff_orchestrator.agent.steps import build_result
 from raddiff_orchestrator.agent.task import AnalysisTask
 
 
@@ -19,4 +20,4 @@ class AgentRunner:
     async def __call__(self, task: AnalysisTask, progress: Progress) -> dict[str, Any]:
         pipeline = build_pipeline(task.config, self.models, self.options, self.cache)
         state = await pipeline.run(task, progress)
-        return state.result()
+        return build_result(state).to_json()

@@ -1,0 +1,116 @@
+"""Ranking: every finding scored on every ranked image, its AUROC (A positive) and ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from raddiff_orchestrator.agent.auroc import auroc_rows
+from raddiff_orchestrator.agent.dedup import normal_form
+from raddiff_orchestrator.agent.embeddings import CachedEmbedder
+from raddiff_orchestrator.agent.ports import DependencyError
+from raddiff_orchestrator.agent.results import VisualSearch
+from raddiff_orchestrator.agent.statistics import effect_sizes, softmax_against_negation
+from raddiff_orchestrator.agent.steps.state import AnalysisState, IterationWork, Scored, StageReport, seeded_sample
+
+
+class RankFindings:
+    """AUROC of each finding's score over every ranked image of both sets (A positive).
+
+    Images are embedded once per analysis (and through the cache, once per model); a finding ranked in an
+    earlier iteration keeps its scores.
+    """
+
+    stage = "rank"
+    weight = 0.25
+
+    def __init__(self, embedder: CachedEmbedder) -> None:
+        self._embedder = embedder
+
+    async def run(self, state: AnalysisState, report: StageReport) -> None:
+        work = state.current
+        if state.image_vectors is None:
+            await self._embed_images(state, report)
+        assert state.image_vectors is not None
+        new = [f for f in dict.fromkeys(work.deduplicated) if normal_form(f) not in state.tested]
+        if new:
+            self._score(state, new, await self._vectors(state, new))
+        evidence = _evidence_by_finding(work)
+        # A finding the LLM deduplication reworded came from the zoom grids when every proposal did.
+        everything = [p for r in work.rounds for p in r.proposals]
+        reworded = (
+            [s for r in work.rounds for s in r.searches] if everything and all(p.searches for p in everything) else []
+        )
+        ranking: list[Scored] = []
+        for finding in work.deduplicated:
+            key = normal_form(finding)
+            scored = state.tested[key]
+            if not scored.searches and scored.iteration == work.index:
+                scored.searches = list(evidence.get(key, reworded))
+            if scored not in ranking:
+                ranking.append(scored)
+        work.ranking = ranked(ranking, state.task.config.ranker.order)
+        state.embedding_model = await self._embedder.model_id()
+        state.cache = vars(self._embedder.use).copy()
+        await report(1.0)
+
+    async def _embed_images(self, state: AnalysisState, report: StageReport) -> None:
+        config = state.task.config
+        cap = config.ranker.max_num_samples or 5000
+        state.rank_a = seeded_sample(state.task.set_a.uris, cap, f"{config.seed}:rank:a")
+        state.rank_b = seeded_sample(state.task.set_b.uris, cap, f"{config.seed}:rank:b")
+
+        async def batches(fraction: float) -> None:
+            await report(0.9 * fraction)
+
+        state.image_vectors = await self._embedder.embed_images([*state.rank_a, *state.rank_b], batches)
+
+    async def _vectors(self, state: AnalysisState, findings: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        texts = await self._embedder.embed_texts(findings)
+        negations = None
+        if state.task.config.ranker.scoring != "cosine":
+            negations = await self._embedder.embed_texts([f"no {f}" for f in findings])
+        return texts, negations
+
+    def _score(self, state: AnalysisState, findings: list[str], vectors: tuple[np.ndarray, np.ndarray | None]) -> None:
+        images = state.image_vectors
+        assert images is not None
+        texts, negations = vectors
+        if texts.shape[1] != images.shape[1]:
+            raise DependencyError(f"text vectors have {texts.shape[1]} dims but image vectors {images.shape[1]}")
+        positive = np.r_[np.ones(len(state.rank_a), bool), np.zeros(len(state.rank_b), bool)]
+        cosine = texts @ images.T  # (findings, images): both sides unit length
+        softmax = softmax_against_negation(cosine, negations @ images.T) if negations is not None else None
+        scoring = state.task.config.ranker.scoring
+        scores = softmax if scoring == "softmax" and softmax is not None else cosine
+        aurocs = auroc_rows(scores, positive)
+        effects = effect_sizes(scores, positive)
+        chexzero = auroc_rows(softmax, positive) if softmax is not None else None
+        index = state.current.index
+        for i, finding in enumerate(findings):
+            state.tested[normal_form(finding)] = Scored(
+                finding=finding,
+                scores=scores[i],
+                auroc=float(aurocs[i]),
+                effect_size=float(effects[i]),
+                chexzero_auroc=float(chexzero[i]) if chexzero is not None else None,
+                iteration=index,
+            )
+
+
+def ranked(findings: Iterable[Scored], order: str) -> list[Scored]:
+    """Best first. Sorting is stable, so proposal order breaks what ties remain."""
+    if order == "effect_size":
+        return sorted(findings, key=lambda s: -s.effect_size)
+    return sorted(findings, key=lambda s: (-s.auroc, -s.effect_size))
+
+
+def _evidence_by_finding(work: IterationWork) -> dict[str, list[VisualSearch]]:
+    """The zoom crops that led to each of an iteration's proposals, by normal form ([] for none)."""
+    out: dict[str, list[VisualSearch]] = {}
+    for rnd in work.rounds:
+        for proposal in rnd.proposals:
+            led = out.setdefault(normal_form(proposal.text), [])
+            led.extend(rnd.searches[i] for i in proposal.searches if rnd.searches[i] not in led)
+    return out
