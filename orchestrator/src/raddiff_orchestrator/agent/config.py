@@ -11,7 +11,8 @@ worker runs. Unknown keys and bad values are errors that name the key (pydantic'
     proposer:  {method, num_rounds, num_samples, num_hypotheses, min_hypotheses, topk,
                 iterative_cropping, box_source, resample, describe_crops, model, sampling_method}
     dedup:     {method, threshold}
-    ranker:    {max_num_samples, scoring, order, permutations, bootstrap, ci_level, max_scores_in_result, extremes}
+    ranker:    {max_num_samples, scoring, order, fdr, permutations, bootstrap, ci_level, max_scores_in_result,
+                extremes}
     evaluator: {n_hypotheses, backend, each_iteration}
 
 The flat keys of the first API version (sample_size, rank_cap, proposer: "auto", min_findings,
@@ -98,10 +99,14 @@ class RankerConfig(_Strict):
         description="cosine: CLIP similarity (RadDiff); softmax: CheXzero's finding vs 'no <finding>'; "
         "both: rank by cosine and report the softmax AUROC beside it",
     )
-    order: Literal["auroc", "effect_size"] = Field(
+    order: Literal["auroc", "effect_size", "specific"] = Field(
         default="auroc",
         description="auroc: by AUROC (RadDiff), ties broken by the effect size; effect_size: by Cohen's d of "
-        "the scores, A minus B, which still orders findings once several reach AUROC 1",
+        "the scores, A minus B, which still orders findings once several reach AUROC 1; specific: by the "
+        "specific AUROC (scores less each image's similarity to control statements about other things)",
+    )
+    fdr: float = Field(
+        default=0.05, gt=0.0, lt=1.0, description="false discovery rate at which a finding is called supported"
     )
     permutations: int = Field(default=1000, ge=100, le=100_000, description="for the permutation p-value")
     bootstrap: int = Field(default=1000, ge=100, le=100_000, description="resamples for the AUROC interval")

@@ -13,6 +13,8 @@ Shape of `AnalysisResult.to_json()` (schema "raddiff.result/1"; every float roun
                       empty lists when the score arrays were left out (see FindingResult.scores)
     findings          [FindingResult]: the final ranking, best first (highest AUROC)
     iterations        [IterationResult]: what each iteration sampled, proposed, searched and ranked
+    supported         how many findings are supported (see FindingResult.supported)
+    verdict           in words: "no supported difference found: ..." or "2 of 14 findings supported at FDR 0.05"
     evaluation        Evaluation of the final ranking against the ground truth, or null
     samples           {"a": [{"uri", "caption", "report"}], "b": [...]}: the first iteration's first round
     notes             [str]: every repair, retry, fallback and skipped step, in the order they happened
@@ -23,7 +25,9 @@ A FindingResult (one ranked finding):
     rank              1-based
     finding           the text, as scored (the raw finding, no template: RadDiff's ranker)
     auroc             P(similarity of a random A image > that of a random B image), ties 1/2
-    auroc_ci          [low, high]: stratified bootstrap percentile interval at `ci_level`
+    auroc_ci          [low, high]: stratified bootstrap percentile interval at `ci_level`; where every
+                      resample gives the same AUROC (perfect separation), Wilson's interval over
+                      min(n_a, n_b) instead of a zero-width [1.000, 1.000]
     ci_level          e.g. 0.95
     p_value           one-sided permutation p-value of the AUROC (A > B), (1 + #perm >= obs) / (1 + perms)
     q_value           Benjamini-Hochberg q-value of p_value over all findings of this result
@@ -32,6 +36,13 @@ A FindingResult (one ranked finding):
     effect_size       Cohen's d of the scores, A minus B (pooled SD); ranker.order "effect_size" sorts by it
     mean_a, mean_b    mean score of A's and B's images
     chexzero_auroc    AUROC of softmax([sim(finding), sim("no " + finding)]), or null when not computed
+    specific_auroc    AUROC of the cosine less each image's mean cosine to the control statements
+                      (agent/specificity.py): how far the finding tracks the difference beyond the sets' shift
+    specific_auroc_ci its bootstrap interval
+    specific_p_value  one-sided p against the specific AUROCs of control statements naming other things
+    specific_q_value  Benjamini-Hochberg over all findings of this result
+    supported         q_value and specific_q_value both below ranker.fdr (and both AUROCs above 0.5)
+    support           why or why not, in words ("moves with every text: specific AUROC 0.51, q 0.62")
     iteration         the iteration (1-based) whose proposals contained this finding
     origin            "proposal" or "refinement" (proposed from zoom grids of a visual search)
     histogram         {"edges": [k+1 floats], "a": [k counts], "b": [k counts]}: always present
@@ -151,6 +162,12 @@ class FindingResult:
     most_a_like: list[ImageScore]
     least_a_like: list[ImageScore]
     searches: list[VisualSearch] = field(default_factory=list)
+    specific_auroc: float | None = None
+    specific_auroc_ci: list[float] | None = None
+    specific_p_value: float | None = None
+    specific_q_value: float | None = None
+    supported: bool = False
+    support: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,6 +199,8 @@ class AnalysisResult:
     ranked_images: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0})
     ranked_uris: dict[str, list[str]] = field(default_factory=lambda: {"a": [], "b": []})
     findings: list[FindingResult] = field(default_factory=list)
+    supported: int = 0
+    verdict: str = ""
     iterations: list[IterationResult] = field(default_factory=list)
     evaluation: Evaluation | None = None
     samples: dict[str, list[dict[str, str]]] = field(default_factory=lambda: {"a": [], "b": []})

@@ -129,6 +129,25 @@ def bootstrap_auroc_ci(
     return low, high
 
 
+def wilson_interval(proportion: float, n: int, level: float) -> tuple[float, float]:
+    """Wilson's score interval of a proportion observed over n trials."""
+    z = float(stats.norm.ppf(1 - (1 - level) / 2))
+    centre = (proportion + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(proportion * (1 - proportion) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def honest_intervals(
+    auroc: np.ndarray, low: np.ndarray, high: np.ndarray, n_a: int, n_b: int, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap interval, except where every resample gave the same AUROC (perfect separation, typically
+    [1.000, 1.000]): there Wilson's interval over min(n_a, n_b) comparisons says what the sample sizes allow."""
+    low, high = np.array(low, dtype=np.float64), np.array(high, dtype=np.float64)
+    for i in np.flatnonzero(high - low <= 1e-12):
+        low[i], high[i] = wilson_interval(float(auroc[i]), max(1, min(n_a, n_b)), level)
+    return low, high
+
+
 def _multiplicities(rng: np.random.Generator, n: int, resamples: int) -> np.ndarray:
     """(resamples, n): how often each of n items is drawn in each resample of size n."""
     draws = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
@@ -166,6 +185,7 @@ def finding_stats(
     a, b = scores[:, positive], scores[:, ~positive]
     auroc = auroc_rows(scores, positive)
     low, high = bootstrap_auroc_ci(a, b, resamples, level, seed)
+    low, high = honest_intervals(auroc, low, high, a.shape[1], b.shape[1], level)
     p = np.asarray(p_values, dtype=np.float64)
     t, t_p = welch_t(a, b)
     return [

@@ -11,28 +11,34 @@ from raddiff_orchestrator.agent.dedup import normal_form
 from raddiff_orchestrator.agent.embeddings import CachedEmbedder
 from raddiff_orchestrator.agent.ports import DependencyError
 from raddiff_orchestrator.agent.results import VisualSearch
+from raddiff_orchestrator.agent.specificity import ControlBank, ShiftModel, default_bank
 from raddiff_orchestrator.agent.statistics import effect_sizes, softmax_against_negation
 from raddiff_orchestrator.agent.steps.state import AnalysisState, IterationWork, Scored, StageReport, seeded_sample
 
 
 class RankFindings:
-    """AUROC of each finding's score over every ranked image of both sets (A positive).
+    """AUROC of each finding's score over every ranked image of both sets (A positive), and its specific AUROC:
+    the same on scores less each image's similarity to the control statements (agent/specificity.py).
 
-    Images are embedded once per analysis (and through the cache, once per model); a finding ranked in an
-    earlier iteration keeps its scores.
+    Images and the control statements are embedded once per analysis (and through the cache, once per model);
+    a finding ranked in an earlier iteration keeps its scores.
     """
 
     stage = "rank"
     weight = 0.25
 
-    def __init__(self, embedder: CachedEmbedder) -> None:
+    def __init__(self, embedder: CachedEmbedder, bank: ControlBank | None = None) -> None:
         self._embedder = embedder
+        self._bank = bank or default_bank()
 
     async def run(self, state: AnalysisState, report: StageReport) -> None:
         work = state.current
         if state.image_vectors is None:
             await self._embed_images(state, report)
         assert state.image_vectors is not None
+        if state.shift is None:
+            controls = await self._embedder.embed_texts(self._bank.texts)
+            state.shift = ShiftModel.fit(controls @ state.image_vectors.T, state.positive)
         new = [f for f in dict.fromkeys(work.deduplicated) if normal_form(f) not in state.tested]
         if new:
             self._score(state, new, await self._vectors(state, new))
@@ -79,7 +85,7 @@ class RankFindings:
         texts, negations = vectors
         if texts.shape[1] != images.shape[1]:
             raise DependencyError(f"text vectors have {texts.shape[1]} dims but image vectors {images.shape[1]}")
-        positive = np.r_[np.ones(len(state.rank_a), bool), np.zeros(len(state.rank_b), bool)]
+        positive = state.positive
         cosine = texts @ images.T  # (findings, images): both sides unit length
         softmax = softmax_against_negation(cosine, negations @ images.T) if negations is not None else None
         scoring = state.task.config.ranker.scoring
@@ -87,6 +93,9 @@ class RankFindings:
         aurocs = auroc_rows(scores, positive)
         effects = effect_sizes(scores, positive)
         chexzero = auroc_rows(softmax, positive) if softmax is not None else None
+        assert state.shift is not None
+        specific = state.shift.residuals(cosine)  # always on the cosine: the baseline is a mean cosine
+        specific_aurocs = auroc_rows(specific, positive)
         index = state.current.index
         for i, finding in enumerate(findings):
             state.tested[normal_form(finding)] = Scored(
@@ -96,14 +105,19 @@ class RankFindings:
                 effect_size=float(effects[i]),
                 chexzero_auroc=float(chexzero[i]) if chexzero is not None else None,
                 iteration=index,
+                specific=specific[i],
+                specific_auroc=float(specific_aurocs[i]),
             )
 
 
 def ranked(findings: Iterable[Scored], order: str) -> list[Scored]:
-    """Best first. Sorting is stable, so proposal order breaks what ties remain."""
+    """Best first. Each order breaks its ties by the other figures, and the finding's text last, so that the
+    order never depends on which round proposed a finding first."""
     if order == "effect_size":
-        return sorted(findings, key=lambda s: -s.effect_size)
-    return sorted(findings, key=lambda s: (-s.auroc, -s.effect_size))
+        return sorted(findings, key=lambda s: (-s.effect_size, -s.auroc, s.finding))
+    if order == "specific":
+        return sorted(findings, key=lambda s: (-(s.specific_auroc or 0.0), -s.auroc, -s.effect_size, s.finding))
+    return sorted(findings, key=lambda s: (-s.auroc, -s.effect_size, -(s.specific_auroc or 0.0), s.finding))
 
 
 def _evidence_by_finding(work: IterationWork) -> dict[str, list[VisualSearch]]:

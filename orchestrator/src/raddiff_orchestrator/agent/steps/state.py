@@ -11,6 +11,7 @@ import numpy as np
 
 from raddiff_orchestrator.agent.proposers import Evidence, Proposal
 from raddiff_orchestrator.agent.results import Evaluation, RankedBrief, VisualSearch
+from raddiff_orchestrator.agent.specificity import ShiftModel, SpecificStats
 from raddiff_orchestrator.agent.statistics import FindingStats
 from raddiff_orchestrator.agent.task import AnalysisTask
 
@@ -51,6 +52,8 @@ class Scored:
     effect_size: float  # Cohen's d, A minus B
     chexzero_auroc: float | None
     iteration: int  # the first iteration that proposed it
+    specific: np.ndarray | None = None  # scores less each image's baseline (specificity.ShiftModel)
+    specific_auroc: float | None = None
     searches: list[VisualSearch] = field(default_factory=list)
 
 
@@ -72,15 +75,22 @@ class AnalysisState:
     rank_a: list[str] = field(default_factory=list)
     rank_b: list[str] = field(default_factory=list)
     image_vectors: np.ndarray | None = None
+    shift: ShiftModel | None = None  # the sets' common shift, as the control statements see it
     tested: dict[str, Scored] = field(default_factory=dict)  # normal form -> every finding ranked in the run
     final: list[Scored] = field(default_factory=list)
     final_stats: list[FindingStats] = field(default_factory=list)
     q_values: dict[str, float] = field(default_factory=dict)
+    specificity: dict[str, SpecificStats] = field(default_factory=dict)  # normal form -> the final findings'
     evaluation: Evaluation | None = None
     proposer: str = ""
     embedding_model: str = ""
     cache: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def positive(self) -> np.ndarray:
+        """Labels of the ranked images, A's first: True for A."""
+        return np.r_[np.ones(len(self.rank_a), bool), np.zeros(len(self.rank_b), bool)]
 
     @property
     def current(self) -> IterationWork:

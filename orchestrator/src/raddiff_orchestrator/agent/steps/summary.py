@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import numpy as np
 
@@ -17,17 +18,29 @@ from raddiff_orchestrator.agent.results import (
     ProposalRound,
     RankedBrief,
 )
-from raddiff_orchestrator.agent.statistics import benjamini_hochberg, finding_stats, histogram, permutation_p_values
+from raddiff_orchestrator.agent.specificity import ControlBank, SpecificStats, default_bank, specific_p_value, verdict
+from raddiff_orchestrator.agent.statistics import (
+    benjamini_hochberg,
+    bootstrap_auroc_ci,
+    finding_stats,
+    histogram,
+    honest_intervals,
+    permutation_p_values,
+)
 from raddiff_orchestrator.agent.steps.ranking import ranked
-from raddiff_orchestrator.agent.steps.state import AnalysisState, StageReport
+from raddiff_orchestrator.agent.steps.state import AnalysisState, Scored, StageReport
 
 
 class SummarizeFindings:
     """The final ranking (the last iteration's, or every iteration's merged) with its statistics; the
-    permutation p-values cover every finding ranked in the run, so the q-values control the FDR over them."""
+    permutation p-values and the specificity p-values cover every finding ranked in the run, so the q-values
+    control the FDR over them. A finding is supported where both hold (specificity.verdict)."""
 
     stage = "statistics"
     weight = 0.05
+
+    def __init__(self, bank: ControlBank | None = None) -> None:
+        self._bank = bank or default_bank()
 
     async def run(self, state: AnalysisState, report: StageReport) -> None:
         config = state.task.config
@@ -45,7 +58,7 @@ class SummarizeFindings:
                     )
         if not state.final:
             return
-        positive = np.r_[np.ones(len(state.rank_a), bool), np.zeros(len(state.rank_b), bool)]
+        positive = state.positive
         ranker = config.ranker
         everything = list(state.tested.values())
         p_all = await asyncio.to_thread(
@@ -63,6 +76,34 @@ class SummarizeFindings:
             ranker.ci_level,
             config.seed,
         )
+        state.specificity = await asyncio.to_thread(self._specificity, state, everything)
+
+    def _specificity(self, state: AnalysisState, everything: list[Scored]) -> dict[str, SpecificStats]:
+        shift, ranker, seed = state.shift, state.task.config.ranker, state.task.config.seed
+        if shift is None or any(s.specific is None for s in everything):
+            return {}  # scored without the control statements (a state built by hand): nothing is supported
+        p_all = np.array(
+            [
+                specific_p_value(s.specific_auroc or 0.0, shift.control_aurocs[self._bank.controls_for(s.finding)])
+                for s in everything
+            ]
+        )
+        q_of = {normal_form(s.finding): float(q) for s, q in zip(everything, benjamini_hochberg(p_all), strict=True)}
+        p_of = {normal_form(s.finding): float(p) for s, p in zip(everything, p_all, strict=True)}
+        residuals = np.stack([s.specific for s in state.final if s.specific is not None])
+        positive = state.positive
+        a, b = residuals[:, positive], residuals[:, ~positive]
+        aurocs = np.array([s.specific_auroc or 0.0 for s in state.final])
+        low, high = bootstrap_auroc_ci(a, b, ranker.bootstrap, ranker.ci_level, seed)
+        low, high = honest_intervals(aurocs, low, high, a.shape[1], b.shape[1], ranker.ci_level)
+        out = {}
+        for i, scored in enumerate(state.final):
+            key = normal_form(scored.finding)
+            supported, why = verdict(scored.auroc, state.q_values[key], aurocs[i], q_of[key], ranker.fdr)
+            out[key] = SpecificStats(
+                float(aurocs[i]), float(low[i]), float(high[i]), p_of[key], q_of[key], supported, why
+            )
+        return out
 
 
 # -- the result ---------------------------------------------------------------------------------------------
@@ -105,8 +146,11 @@ def build_result(state: AnalysisState) -> AnalysisResult:
                 most_a_like=_extremes(state, scored.scores, config.ranker.extremes, highest=True),
                 least_a_like=_extremes(state, scored.scores, config.ranker.extremes, highest=False),
                 searches=list(scored.searches),
+                **_specific_fields(state.specificity.get(normal_form(scored.finding))),
             )
         )
+    result.supported = sum(f.supported for f in result.findings)
+    result.verdict = _verdict(result.supported, len(result.findings), config.ranker.fdr)
     for work in state.iterations:
         result.iterations.append(
             IterationResult(
@@ -129,6 +173,30 @@ def build_result(state: AnalysisState) -> AnalysisResult:
             for group, sample in (("a", first.sample_a), ("b", first.sample_b))
         }
     return result
+
+
+def _specific_fields(st: SpecificStats | None) -> dict[str, Any]:
+    if st is None:
+        return {}
+    return {
+        "specific_auroc": st.auroc,
+        "specific_auroc_ci": [st.ci_low, st.ci_high],
+        "specific_p_value": st.p_value,
+        "specific_q_value": st.q_value,
+        "supported": st.supported,
+        "support": st.support,
+    }
+
+
+def _verdict(supported: int, findings: int, fdr: float) -> str:
+    if not findings:
+        return "no finding was ranked"
+    if not supported:
+        return (
+            f"no supported difference found: none of {findings} findings is both more common in A and specific "
+            f"to the difference at FDR {fdr:g}"
+        )
+    return f"{supported} of {findings} findings supported at FDR {fdr:g}"
 
 
 def _finite(value: float) -> float:
