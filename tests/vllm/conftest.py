@@ -19,8 +19,8 @@ import pytest
 from raddiff.v1 import vlm_pb2_grpc
 from raddiff_kit.client import open_channel
 from raddiff_kit.settings import SharedSettings
-from raddiff_vlm.app import SERVICE_FULL_NAME, build_app
-from raddiff_vlm.engine import VLMEngine, create_engine
+from raddiff_vlm.app import SERVICE_FULL_NAME, build_app, create_engine
+from raddiff_vlm.engine import VLMEngine
 from raddiff_vlm.settings import VLMSettings
 from tests.vlm import conftest as vlm_conftest
 from tests.vlm.conftest import DataDirs, vlm_settings

@@ -14,8 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from raddiff.v1 import vlm_pb2_grpc
 from raddiff_kit.client import open_channel
 from raddiff_kit.settings import SharedSettings
-from raddiff_vlm.app import SERVICE_FULL_NAME, build_app
-from raddiff_vlm.engine import create_engine
+from raddiff_vlm.app import SERVICE_FULL_NAME, build_app, create_engine
 from tests.helpers import DataDirs
 from tests.vllm.conftest import Served, engine_settings
 from tests.vlm.test_service import metric, request

@@ -1,10 +1,11 @@
-"""The engine interface the servicer talks to, and the factory that picks one.
+"""The engine interface the servicer talks to.
 
 As vLLM separates its API server from its engine client, the servicer only
 knows VLMEngine: validate a request cheaply, then `await generate(...)`. The
 engine owns batching, decoding and the model. Implementations live in their
-own modules and are imported only when chosen (RADDIFF_VLM_ENGINE), so an
-image that serves one engine need not install another's dependencies.
+own modules and import their base from here; app.create_engine imports one
+only when chosen (RADDIFF_VLM_ENGINE), so an image that serves one engine need
+not install another's dependencies, and this module never imports them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import ClassVar, Literal
 from PIL import Image
 
 from raddiff_kit.deadlines import Deadline
-from raddiff_kit.errors import FailedPrecondition, InvalidArgument, Unimplemented
-from raddiff_kit.settings import SharedSettings
+from raddiff_kit.errors import InvalidArgument, Unimplemented
 from raddiff_vlm.settings import VLMSettings
 
 FinishReason = Literal["stop", "length"]
@@ -178,21 +178,3 @@ def parse_json_schema(text: str) -> str:
     if not isinstance(schema, dict):
         raise InvalidArgument(f"json_schema must be a JSON object (a JSON Schema), got {type(schema).__name__}")
     return text
-
-
-def create_engine(settings: VLMSettings, shared: SharedSettings) -> VLMEngine:
-    """The engine RADDIFF_VLM_ENGINE names (settings already refused unknown names)."""
-    if settings.engine == "transformers":
-        from raddiff_vlm.transformers_engine import TransformersEngine
-
-        return TransformersEngine(settings, checkpoint=settings.checkpoint_path(shared))
-    if settings.engine == "vllm":
-        try:
-            from raddiff_vlm.vllm_engine import VLLMEngine
-        except ImportError as exc:
-            raise FailedPrecondition(
-                f"RADDIFF_VLM_ENGINE=vllm but vLLM cannot be imported ({exc}); serve from an image or venv with "
-                "vllm installed (scripts/make-vllm-env.sh), or choose RADDIFF_VLM_ENGINE=transformers"
-            ) from exc
-        return VLLMEngine(settings, checkpoint=settings.checkpoint_path(shared))
-    raise ValueError(f"unknown VLM engine {settings.engine!r}")

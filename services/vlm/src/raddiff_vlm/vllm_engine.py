@@ -14,7 +14,7 @@ answers agree for a model both can run.
 vLLM's scheduler figures (requests running and waiting, KV cache use) reach the
 service's Prometheus metrics through a stat logger, every engine step.
 
-This module imports vllm: raddiff_vlm.engine.create_engine imports it only when
+This module imports vllm: raddiff_vlm.app.create_engine imports it only when
 RADDIFF_VLM_ENGINE=vllm.
 """
 
