@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from raddiff.v1 import common_pb2, localize_pb2
-from raddiff_localize.engine import NormBox, cut_box
+from raddiff_localize.engine import NormBox, cut_box, square_around
 from tests.localize.conftest import COLOURS, Data, Stack
 
 BLACK, WHITE = (0, 0, 0), (255, 255, 255)
@@ -102,19 +102,53 @@ async def test_bad_image_references_name_the_set_and_index(stack: Stack, data: D
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside the data roots" in error.value.details()
 
 
-async def test_crops_are_the_source_pixels_of_the_box_in_request_order(stack: Stack, data: Data) -> None:
+async def test_crops_are_the_source_pixels_of_the_box_squared_in_request_order(stack: Stack, data: Data) -> None:
     box = common_pb2.Box(x0=0.1, y0=0.2, x1=0.5, y1=0.7)
     request = localize_pb2.CropRequest(images=data.refs("noise0.png", "noise1.png", "noise0.png"), box=box)
     reply = await stack.localize.Crop(request, timeout=30)
     assert len(reply.crops) == 3 and reply.crops[0].uri == reply.crops[2].uri
+    # The float32 box covers pixels x 30..150, y 40..140 of a 300x200 image; squared around its centre: y 30..150.
+    x0, y0 = math.floor(box.x0 * 300), math.floor(box.y0 * 200)
+    x1, y1 = math.ceil(box.x1 * 300), math.ceil(box.y1 * 200)
+    assert (x0, y0, x1, y1) == (30, 40, 150, 140)
     for ref, name in zip(reply.crops, ["noise0.png", "noise1.png", "noise0.png"], strict=True):
         source = np.asarray(Image.open(data.root / name).convert("RGB"))  # 300x200
-        # The float32 box covers pixels x 30..150, y 40..140 of a 300x200 image.
-        x0, y0 = math.floor(box.x0 * 300), math.floor(box.y0 * 200)
-        x1, y1 = math.ceil(box.x1 * 300), math.ceil(box.y1 * 200)
-        assert (x0, y0, x1, y1) == (30, 40, 150, 140)
-        np.testing.assert_array_equal(data.pixels(ref.uri), source[y0:y1, x0:x1])
+        np.testing.assert_array_equal(data.pixels(ref.uri), source[30:150, 30:150])
     assert data.pixels(reply.grid.uri).shape == (256, 5 * 256, 3)  # one row of the 8x5 zoom grid
+
+
+def black_share(pixels: np.ndarray) -> float:
+    """The share of pure-black (letterbox) pixels; the noise images have none of their own."""
+    return float((pixels.sum(axis=2) == 0).mean())
+
+
+async def test_a_tall_narrow_box_fills_its_zoom_tile_with_context(stack: Stack, data: Data) -> None:
+    # 30x160 pixels of a 300x200 image: letterboxed, its tile was 81% black.
+    box = common_pb2.Box(x0=0.45, y0=0.1, x1=0.55, y1=0.9)
+    reply = await stack.localize.Crop(localize_pb2.CropRequest(images=data.refs("noise0.png"), box=box), timeout=30)
+    source = np.asarray(Image.open(data.root / "noise0.png").convert("RGB"))
+    assert black_share(source) == 0
+    assert black_share(data.pixels(reply.grid.uri)[:, :256]) == 0
+    crop = data.pixels(reply.crops[0].uri)
+    np.testing.assert_array_equal(crop, source[20:180, 70:230])  # a square around the box, which lies inside it
+
+
+@pytest.mark.parametrize(
+    "rect, size, square",
+    [
+        ((135, 20, 165, 180), (300, 200), (70, 20, 230, 180)),  # widened evenly about the centre
+        ((0, 20, 30, 180), (300, 200), (0, 20, 160, 180)),  # at the left edge: context from the right only
+        ((280, 0, 300, 100), (300, 200), (200, 0, 300, 100)),  # at the right edge
+        ((10, 40, 130, 41), (300, 200), (10, 0, 130, 120)),  # a flat box grows up and down, stopped by the top
+        ((135, 40, 136, 41), (300, 200), (135, 40, 136, 41)),  # a square stays itself
+        ((40, 0, 60, 200), (100, 200), (0, 0, 100, 200)),  # image narrower than the box is tall: all its width
+        ((0, 0, 300, 200), (300, 200), (0, 0, 300, 200)),  # the whole image
+    ],
+)
+def test_a_box_is_squared_inside_the_image(
+    rect: tuple[int, int, int, int], size: tuple[int, int], square: tuple[int, int, int, int]
+) -> None:
+    assert square_around(rect, *size) == square
 
 
 async def test_forty_crops_make_the_8x5_zoom_grid(stack: Stack, data: Data) -> None:
@@ -160,9 +194,9 @@ async def test_crop_without_images_is_refused(stack: Stack) -> None:
 
 def test_a_large_crop_is_scaled_down_keeping_its_aspect() -> None:
     image = Image.new("RGB", (2000, 1000), (90, 90, 90))
-    region = cut_box(image, NormBox(0.0, 0.0, 0.8, 0.5), max_px=400)
-    assert region.size == (400, 125)
-    assert cut_box(image, NormBox(0.0, 0.0, 0.1, 0.1), max_px=400).size == (200, 100)
+    # 1600x500 squared to 1600x1000 (the image's height), then scaled to fit 400.
+    assert cut_box(image, NormBox(0.0, 0.0, 0.8, 0.5), max_px=400).size == (400, 250)
+    assert cut_box(image, NormBox(0.0, 0.0, 0.1, 0.1), max_px=400).size == (200, 200)
 
 
 def test_a_tiny_box_still_covers_one_pixel() -> None:

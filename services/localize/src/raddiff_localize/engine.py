@@ -4,7 +4,9 @@ RadDiff shows a VLM or LLM one picture per question: a set as 4x5 tiles of
 256 px, or sets A and B as two such blocks, A above B, with a 50 px band
 between them; zoom crops of a box from every image are tiled the same way
 (the 40 crops of 20 A + 20 B images as 8x5). Tiles keep each image's aspect
-ratio (letterboxed on black); the band between the sets is white.
+ratio (letterboxed on black); the band between the sets is white. A zoom crop
+is widened to the square tile's shape around the box, taking in the image's
+own pixels, so the region fills its tile instead of a strip between black bars.
 """
 
 from __future__ import annotations
@@ -164,9 +166,27 @@ def draw_grid(groups: list[tuple[str, list[Image.Image]]], layout: Layout) -> tu
     return canvas, placements
 
 
+def square_around(rect: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """The smallest square holding the pixel rectangle, centred on it and shifted to lie inside the image.
+
+    Tiles are square, so a crop of this shape fills one; a side the image is too short for stays the image's
+    (the only case in which a tile keeps letterbox padding). The rectangle always lies inside the result.
+    """
+    left, top, right, bottom = rect
+    side = max(right - left, bottom - top)
+
+    def span(start: int, end: int, limit: int) -> tuple[int, int]:
+        size = min(side, limit)
+        first = min(max((start + end - size) // 2, 0), limit - size)
+        return first, first + size
+
+    (x0, x1), (y0, y1) = span(left, right, width), span(top, bottom, height)
+    return x0, y0, x1, y1
+
+
 def cut_box(image: Image.Image, box: NormBox, max_px: int) -> Image.Image:
-    """The box cut from the image at native resolution, scaled down only if its longest side is over max_px."""
-    region = image.crop(box.pixels(image.width, image.height))
+    """The box with context to a square cut at native resolution, scaled down only if a side is over max_px."""
+    region = image.crop(square_around(box.pixels(image.width, image.height), image.width, image.height))
     if max(region.size) > max_px:
         scale = max_px / max(region.size)
         size = (max(1, round(region.width * scale)), max(1, round(region.height * scale)))
@@ -193,6 +213,7 @@ class GridEngine:
         groups = [("A", set_a), ("B", set_b)] if set_b else [("A", set_a)]
         for group, refs in groups:  # before decoding anything: an oversized request costs nothing
             check_fits(group, len(refs), layout)
+
         def fit(image: Image.Image) -> Image.Image:
             return fit_in_tile(image, layout.tile_px)
 
@@ -200,7 +221,7 @@ class GridEngine:
         return RenderedGrid(self._put(canvas), placements, layout)
 
     def crop(self, refs: list[Ref], box: NormBox, layout: Layout) -> tuple[RenderedGrid, list[Stored]]:
-        """The box cut from every image, each stored, and all tiled into one zoom grid in request order."""
+        """The box (squared, see cut_box) cut from every image, each stored, and all tiled into one zoom grid."""
         check_fits("", len(refs), layout)
         crops = self._load_each(refs, "", lambda image: cut_box(image, box, self.crop_max_px))
         canvas, placements = draw_grid([("", crops)], layout)
