@@ -3,9 +3,9 @@
 The orchestrator cannot analyse reports-only sets: every analysis needs images, because findings are
 ranked by the AUROC of image-text similarity (RadDiff's report mode, too, ranks images). So this runs the
 agent's offline proposer (ContrastProposer with its defaults, the embedded default's) on the report texts
-themselves: findings are the phrases A's reports affirm clearly more often than B's, in the proposer's own
-order (its contrast statistic), and the evaluation service judges them against the pair's set1/set2 like
-any other result.
+themselves, in its report mode: findings are the whole findings (never fragments like "change" or "tip") that
+A's reports affirm clearly more often than B's, in the proposer's own order (its contrast statistic), and the
+evaluation service judges them against the pair's set1/set2 like any other result.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def max_findings(config: dict[str, Any]) -> int:
 
 
 def propose(pair: ReportPair, limit: int, proposer: ContrastProposer | None = None) -> list[RankedFinding]:
-    rows = (proposer or ContrastProposer()).select(pair.texts_a, pair.texts_b, limit)
+    rows = (proposer or ContrastProposer()).select(pair.texts_a, pair.texts_b, limit, reports=True)
     return [
         RankedFinding(rank=i, finding=r.phrase, share_a=round(r.share_a, 6), share_b=round(r.share_b, 6))
         for i, r in enumerate(rows, 1)

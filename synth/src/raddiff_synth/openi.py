@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -271,15 +271,112 @@ PAIRS: tuple[ReportPair, ...] = (
     ReportPair("pneumothorax-vs-normal", "hard", "pneumothorax", "no pneumothorax", tag("Pneumothorax"), normal),
 )
 
+ELEVATED_DIAPHRAGM = tag("Diaphragm/right/elevated", "Diaphragm/left/elevated", "Diaphragm/elevated")
+# A second set by MeSH terms that PAIRS does not select on: a check of the proposer on findings nobody tuned it
+# for. Chosen by term frequency (at least about 20 reports a side), not by how well any proposer does on them.
+HELDOUT_PAIRS: tuple[ReportPair, ...] = (
+    ReportPair("scarring-vs-normal", "easy", "pulmonary scarring", "no scarring", tag("Cicatrix"), normal),
+    ReportPair(
+        "aortic-atherosclerosis-vs-normal",
+        "easy",
+        "atherosclerotic calcification of the aorta",
+        "normal aorta",
+        tag(
+            "Atherosclerosis/aorta", "Atherosclerosis/aorta, thoracic", "Calcinosis/aorta", "Calcinosis/aorta, thoracic"
+        ),
+        normal,
+    ),
+    ReportPair(
+        "hilar-calcification-vs-normal",
+        "easy",
+        "calcified hilar or mediastinal lymph nodes",
+        "no calcified lymph nodes",
+        tag("Calcinosis/lung/hilum", "Calcinosis/mediastinum"),
+        normal,
+    ),
+    ReportPair(
+        "pleural-thickening-vs-normal", "easy", "pleural thickening", "no pleural thickening", tag("Thickening"), normal
+    ),
+    ReportPair("kyphosis-vs-normal", "easy", "thoracic kyphosis", "normal spinal alignment", tag("Kyphosis"), normal),
+    ReportPair(
+        "osteopenia-vs-normal", "easy", "osteopenia", "normal bone density", tag("Bone Diseases, Metabolic"), normal
+    ),
+    ReportPair(
+        "spinal-fusion-vs-normal", "easy", "spinal fusion hardware", "no spinal hardware", tag("Spinal Fusion"), normal
+    ),
+    ReportPair("stent-vs-normal", "easy", "vascular stent", "no stent", tag("Stents"), normal),
+    ReportPair("fibrosis-vs-normal", "easy", "pulmonary fibrosis", "no fibrosis", tag("Pulmonary Fibrosis"), normal),
+    ReportPair("foreign-body-vs-normal", "easy", "foreign body", "no foreign body", tag("Foreign Bodies"), normal),
+    ReportPair(
+        "elevated-hemidiaphragm-vs-normal",
+        "medium",
+        "elevated hemidiaphragm",
+        "normal diaphragm",
+        ELEVATED_DIAPHRAGM,
+        normal,
+    ),
+    ReportPair(
+        "flattened-diaphragm-vs-normal",
+        "medium",
+        "flattened diaphragms",
+        "normal diaphragm",
+        tag("Diaphragm/bilateral/flattened", "Diaphragm/flattened"),
+        normal,
+    ),
+    ReportPair(
+        "bronchovascular-markings-vs-normal",
+        "medium",
+        "prominent bronchovascular markings",
+        "normal lung markings",
+        tag("Markings/bronchovascular"),
+        normal,
+    ),
+    ReportPair(
+        "eventration-vs-normal",
+        "medium",
+        "diaphragmatic eventration",
+        "normal diaphragm",
+        tag("Diaphragmatic Eventration"),
+        normal,
+    ),
+    ReportPair(
+        "costophrenic-blunting-vs-normal",
+        "medium",
+        "blunted costophrenic angle",
+        "sharp costophrenic angles",
+        tag("Costophrenic Angle"),
+        normal,
+    ),
+    ReportPair(
+        "scarring-vs-atelectasis",
+        "hard",
+        "pulmonary scarring",
+        "atelectasis",
+        both(tag("Cicatrix"), without(ATELECTASIS)),
+        both(ATELECTASIS, without(tag("Cicatrix"))),
+    ),
+    ReportPair(
+        "elevated-hemidiaphragm-right-vs-left",
+        "hard",
+        "elevated right hemidiaphragm",
+        "elevated left hemidiaphragm",
+        both(tag("Diaphragm/right/elevated"), without(tag("Diaphragm/left/elevated"))),
+        both(tag("Diaphragm/left/elevated"), without(tag("Diaphragm/right/elevated"))),
+    ),
+)
+PAIR_SETS = {"shipped": PAIRS, "heldout": HELDOUT_PAIRS}
 
-def build_pairs(per_set: int = 60, reports: dict[str, Report] | None = None) -> tuple[list[dict], list[str]]:
+
+def build_pairs(
+    per_set: int = 60, reports: dict[str, Report] | None = None, pairs: Sequence[ReportPair] = PAIRS
+) -> tuple[list[dict], list[str]]:
     """The benchmark lines, and the ids of pairs left out for having fewer than MIN_PER_SET reports a side."""
     if per_set < MIN_PER_SET:
         raise ValueError(f"per_set {per_set} is below the minimum of {MIN_PER_SET} reports a side")
     reports = reports if reports is not None else load_reports()
     ordered = sorted(reports.values(), key=lambda r: _numeric_id(r.id))
     lines, skipped = [], []
-    for index, pair in enumerate(PAIRS):
+    for index, pair in enumerate(pairs):
         side_a = {r.id for r in ordered if pair.a(r.tags)}
         side_b = {r.id for r in ordered if pair.b(r.tags)}
         overlap = side_a & side_b  # predicates are meant to be exclusive; never put one report on both sides
@@ -306,8 +403,13 @@ def build_pairs(per_set: int = 60, reports: dict[str, Report] | None = None) -> 
     return lines, skipped
 
 
-def write_report_benchmark(out: Path, per_set: int = 60, include_text: bool = False) -> tuple[Path, list[dict]]:
-    lines, _ = build_pairs(per_set)
+def write_report_benchmark(
+    out: Path, per_set: int = 60, include_text: bool = False, pair_set: str = "shipped"
+) -> tuple[Path, list[dict]]:
+    """Writes the pairs of PAIR_SETS[pair_set] ("shipped" by default, or "heldout") as a benchmark JSONL."""
+    if pair_set not in PAIR_SETS:
+        raise ValueError(f"unknown report pair set {pair_set!r}; one of {', '.join(PAIR_SETS)}")
+    lines, _ = build_pairs(per_set, pairs=PAIR_SETS[pair_set])
     if include_text:
         for line in lines:
             line["set1_texts"] = report_texts(line["set1_reports"])

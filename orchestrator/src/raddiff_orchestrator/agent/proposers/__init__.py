@@ -7,8 +7,9 @@ Each proposer is a strategy behind one small interface:
   baseline), "raddiff" (descriptions plus the two 4x5 grids to a multimodal LLM: RadDiff's default),
   "reports" (the sets' reports plus the grids: RadDiff's upper bound);
 - ContrastProposer, the offline one (no LLM): phrases whose share of A's documents stands out against
-  B's by the log-odds ratio with an informative Dirichlet prior (Monroe et al. 2008); it refines from
-  the VLM's descriptions of the zoom crops and keeps what scored well;
+  B's by the log-odds ratio with an informative Dirichlet prior (Monroe et al. 2008), on reports only
+  whole findings (findings.py); it refines from the VLM's descriptions of the zoom crops and keeps what
+  scored well;
 - FallbackProposer ("auto"): the LLM while it has a model behind it, else the offline one.
 """
 
@@ -20,6 +21,7 @@ from raddiff_orchestrator.agent.proposers.base import (
     clean_findings,
 )
 from raddiff_orchestrator.agent.proposers.contrast import ContrastProposer, region_words
+from raddiff_orchestrator.agent.proposers.findings import finding_set, is_finding
 from raddiff_orchestrator.agent.proposers.llm import (
     GENERAL_SYSTEM,
     RADIOLOGY_SYSTEM,
@@ -68,8 +70,10 @@ __all__ = [
     "contrast_phrases",
     "core_words",
     "feedback_block",
+    "finding_set",
     "findings_schema",
     "group_lines",
+    "is_finding",
     "log_odds_z",
     "names_a_side",
     "parse_findings",

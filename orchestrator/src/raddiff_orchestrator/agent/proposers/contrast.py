@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 
 from raddiff_orchestrator.agent.config import AgentConfig
 from raddiff_orchestrator.agent.proposers.base import Evidence, Proposal, ProposalInput
+from raddiff_orchestrator.agent.proposers.findings import finding_set
 from raddiff_orchestrator.agent.proposers.phrases import (
     PhraseContrast,
     as_phrase,
@@ -79,14 +80,21 @@ class ContrastProposer:
         self.per_finding = per_finding
 
     def select(
-        self, docs_a: Sequence[str], docs_b: Sequence[str], limit: int, vocabulary: AbstractSet[str] | None = None
+        self,
+        docs_a: Sequence[str],
+        docs_b: Sequence[str],
+        limit: int,
+        vocabulary: AbstractSet[str] | None = None,
+        reports: bool = False,
     ) -> list[PhraseContrast]:
-        """The best separating phrases, at most `limit`; only phrases in `vocabulary` when one is given."""
+        """The best separating phrases, at most `limit`; only phrases in `vocabulary` when one is given, and
+        only whole findings (see findings.is_finding) when the documents are `reports`."""
         # A phrase seen once is noise unless the sample itself is that small.
         min_share_a = min(self.min_count, len(docs_a)) / len(docs_a) - 1e-12
+        extract = finding_set if reports else phrase_set
         rows = [
             r
-            for r in contrast_phrases(docs_a, docs_b, self.max_words, self.prior)
+            for r in contrast_phrases(docs_a, docs_b, self.max_words, self.prior, extract)
             if r.separation >= self.min_separation
             and r.share_a >= min_share_a
             and (vocabulary is None or r.phrase in vocabulary)
@@ -172,6 +180,8 @@ class ContrastProposer:
         docs_a, docs_b = given.a, given.b
         if refining and given.described_a and given.described_b:
             docs_a, docs_b = given.described_a, given.described_b
+        # Given reports, the documents are mostly report prose: contrast only its whole findings.
+        with_reports = any(e.report for e in (*docs_a, *docs_b))
         # Each kept finding with what the descriptions say more specifically about it, the better supported
         # wording first: where deduplication finds two the same, the earlier stands for both.
         proposals = []
@@ -180,7 +190,7 @@ class ContrastProposer:
             proposals += [Proposal(t) for t in (*better, finding, *rest)]
         proposals += [
             Proposal(r.phrase)
-            for r in self.select([e.text() for e in docs_a], [e.text() for e in docs_b], limit)
+            for r in self.select([e.text() for e in docs_a], [e.text() for e in docs_b], limit, reports=with_reports)
             if r.phrase not in dropped
         ]
         # The VLM describes a crop out of the setting it learned in, and its wording can degrade there;

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,14 +20,14 @@ _STOPWORD_TEXT = """
     appearance demonstrates demonstrated evident present identified patient view views frontal lateral
     x-ray x-rays xray radiograph radiographs film study exam examination described description
     likely possibly probably slightly mildly overall otherwise again"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 # Side, size, time and anatomy words: part of a finding ("small right pleural effusion"), never one alone.
 _MODIFIER_TEXT = """
     right left bilateral unilateral small large mild moderate severe minimal marked stable new unchanged
     increased decreased enlarged prominent borderline upper lower mid middle base bases basilar apical chronic
     acute old prior previous diffuse focal patchy pleural pulmonary cardiac mediastinal hilar lung lobe zone
     airspace vascular thoracic bony osseous soft tissue tissues size"""
-_MODIFIERS = frozenset(_MODIFIER_TEXT.split())
+MODIFIERS = frozenset(_MODIFIER_TEXT.split())
 # A negation cue negates the rest of its sentence ("No effusion, pneumothorax or edema"); a trailing
 # cue negates all of it ("The effusion has resolved").
 _NEGATIONS = frozenset({"no", "not", "without", "negative", "free", "absence", "nor"})
@@ -75,7 +75,7 @@ def affirmed_runs(text: str) -> Iterator[list[str]]:
 def phrases(text: str, max_words: int = 4) -> Iterator[str]:
     """Affirmed word n-grams of a caption or report, negated sentence tails left out."""
     for run in affirmed_runs(text):
-        yield from _ngrams(run, max_words)
+        yield from ngrams(run, max_words)
 
 
 @lru_cache(maxsize=8192)
@@ -90,11 +90,11 @@ def statement_set(text: str, max_words: int = 8) -> frozenset[str]:
     outer stopwords trimmed; those longer than `max_words`, stuttering or naming no finding left out."""
     out = set()
     for run in affirmed_runs(text):
-        while run and run[0] in _STOPWORDS:
+        while run and run[0] in STOPWORDS:
             run = run[1:]
-        while run and run[-1] in _STOPWORDS:
+        while run and run[-1] in STOPWORDS:
             run = run[:-1]
-        if 0 < len(run) <= max_words and len(set(run)) == len(run) and not set(run) <= _MODIFIERS | _STOPWORDS:
+        if 0 < len(run) <= max_words and len(set(run)) == len(run) and not set(run) <= MODIFIERS | STOPWORDS:
             out.add(" ".join(run))
     return frozenset(bilateral(out))
 
@@ -113,15 +113,15 @@ def bilateral(statements: AbstractSet[str]) -> set[str]:
     return out
 
 
-def _ngrams(words: list[str], max_words: int) -> Iterator[str]:
+def ngrams(words: list[str], max_words: int) -> Iterator[str]:
     for n in range(1, max_words + 1):
         for i in range(len(words) - n + 1):
             gram = words[i : i + n]
-            if gram[0] in _STOPWORDS or gram[-1] in _STOPWORDS or "xxxx" in gram:
+            if gram[0] in STOPWORDS or gram[-1] in STOPWORDS or "xxxx" in gram:
                 continue
             if len(set(gram)) < n:
                 continue  # "right right pleural": a stutter of degenerate output, never a finding
-            if all(w in _MODIFIERS or w in _STOPWORDS for w in gram):
+            if all(w in MODIFIERS or w in STOPWORDS for w in gram):
                 continue  # "right lower", "pleural": no finding named
             if n == 1 and len(gram[0]) < 3:
                 continue
@@ -158,14 +158,22 @@ def log_odds_z(y_a: int, n_a: int, y_b: int, n_b: int, prior: float) -> float:
     return delta / math.sqrt(1 / a_in + 1 / a_out + 1 / b_in + 1 / b_out)
 
 
+# One document's distinct phrases of at most so many words.
+PhraseSet = Callable[[str, int], frozenset[str]]
+
+
 def contrast_phrases(
-    docs_a: Sequence[str], docs_b: Sequence[str], max_words: int = 4, prior: float = 4.0
+    docs_a: Sequence[str],
+    docs_b: Sequence[str],
+    max_words: int = 4,
+    prior: float = 4.0,
+    extract: PhraseSet = phrase_set,
 ) -> list[PhraseContrast]:
     """Every phrase of A with the share of A's and B's documents that affirm it, most separating first."""
     if not docs_a or not docs_b:
         raise ValueError("contrasting phrases needs documents on both sides")
-    count_a = Counter(p for doc in docs_a for p in phrase_set(doc, max_words))
-    count_b = Counter(p for doc in docs_b for p in phrase_set(doc, max_words))
+    count_a = Counter(p for doc in docs_a for p in extract(doc, max_words))
+    count_b = Counter(p for doc in docs_b for p in extract(doc, max_words))
     n_a, n_b = len(docs_a), len(docs_b)
     rows = [
         PhraseContrast(p, n / n_a, count_b[p] / n_b, log_odds_z(n, n_a, count_b[p], n_b, prior))
@@ -203,4 +211,4 @@ def as_phrase(finding: str) -> str:
 def core_words(finding: str) -> set[str]:
     """What a finding names, without its side, size or place: {"effusion"} of "moderate right pleural effusion"."""
     words = set(as_phrase(finding).split())
-    return {w for w in words if w not in _MODIFIERS and w not in _STOPWORDS} or words
+    return {w for w in words if w not in MODIFIERS and w not in STOPWORDS} or words
