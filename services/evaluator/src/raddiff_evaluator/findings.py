@@ -122,6 +122,12 @@ def _continues_negated_list(text: str, previous_end: int, start: int) -> bool:
     return bool(_LIST_END.search(text, previous_end))
 
 
+def offers_alternatives(phrase: str, mentions: list[Mention]) -> bool:
+    """Whether a phrase asserts its findings as alternatives ("pneumonia or consolidation"), so that naming
+    any one states it. A negated list ("no edema or effusion") denies every item, so it needs them all."""
+    return len(mentions) > 1 and not any(m.negated for m in mentions) and bool(_LIST_END.search(normalise(phrase)))
+
+
 def parse(phrase: str) -> list[Mention]:
     text = normalise(phrase)
     spans = _concept_spans(text)

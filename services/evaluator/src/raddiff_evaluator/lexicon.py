@@ -34,8 +34,15 @@ class Concept:
     deep_positions: frozenset[str] = frozenset()
 
 
-def _device(key: str, label: str, patterns: tuple[str, ...], synonyms: tuple[str, ...], **kw: object) -> Concept:
-    return Concept(key, label, patterns, synonyms, parent="support_device", device=True, **kw)  # type: ignore[arg-type]
+def _device(
+    key: str,
+    label: str,
+    patterns: tuple[str, ...],
+    synonyms: tuple[str, ...],
+    parent: str = "support_device",
+    **kw: object,
+) -> Concept:
+    return Concept(key, label, patterns, synonyms, parent=parent, device=True, **kw)  # type: ignore[arg-type]
 
 
 CONCEPTS: tuple[Concept, ...] = (
@@ -73,6 +80,19 @@ CONCEPTS: tuple[Concept, ...] = (
         parent="pleural_abnormality",
     ),
     Concept(
+        "pneumothorax_sign",
+        "sign of pneumothorax",
+        (
+            r"(apical|apex|pleural) lucenc(y|ies)",
+            r"lucency (at|in|over) the (\w+ )?ap(ex|ices)",
+            r"deep sulcus sign",
+            r"(visible )?(visceral )?pleural (line|edge)",
+        ),
+        ("apical lucency", "deep sulcus sign"),
+        parent="pleural_abnormality",
+        related=("pneumothorax",),
+    ),
+    Concept(
         "pleural_thickening",
         "pleural thickening",
         (r"pleural thickening", r"thickened pleura", r"(apical )?pleural caps?", r"apical caps?"),
@@ -86,6 +106,9 @@ CONCEPTS: tuple[Concept, ...] = (
         (
             r"(abnormal|abnormality of the) (cardiac|heart) (silhouette|contour|size|shadow)",
             r"(cardiac|heart) (silhouette|contour) abnormalit(y|ies)",
+            # CheXpert's "enlarged cardiomediastinum", the parent of cardiomegaly.
+            r"enlarged cardiomediastinal (silhouette|contours?)",
+            r"cardiomediastinal (silhouette |contours? )?(is |are )?enlarged|cardiomediastinal enlargement",
         ),
         ("abnormal cardiac silhouette", "abnormal heart contour"),
     ),
@@ -97,7 +120,7 @@ CONCEPTS: tuple[Concept, ...] = (
             r"(enlarged|increased|large) (cardiac|heart) (silhouette|size|shadow)",
             r"(enlargement of the|enlarged|large|big) (heart|cardiac silhouette)",
             r"cardiac enlargement",
-            r"(heart|cardiac silhouette|heart size|cardiac size) (is )?(enlarged|increased)",
+            r"(heart|cardiac silhouette|heart size|cardiac size) (is )?(enlarged|increased|large|big)",
             r"increased cardiothoracic ratio",
         ),
         ("cardiomegaly", "enlarged cardiac silhouette", "enlarged heart", "increased heart size"),
@@ -129,6 +152,7 @@ CONCEPTS: tuple[Concept, ...] = (
             r"((airspace|parenchymal|pulmonary|lung|hazy|patchy) )?"
             r"(opacit(y|ies)|opacification|infiltrates?|densit(y|ies))",
             r"airspace disease",
+            r"((increased|prominent) )?interstitial (markings?|prominence|thickening|pattern)",
         ),
         ("lung opacity", "airspace opacity", "pulmonary infiltrate"),
     ),
@@ -162,14 +186,21 @@ CONCEPTS: tuple[Concept, ...] = (
         (r"((pulmonary|interstitial|alveolar) )?o?edema", r"fluid overload"),
         ("pulmonary edema", "interstitial edema", "alveolar edema"),
         parent="lung_opacity",
-        related=("vascular_congestion",),
+        related=("vascular_congestion", "heart_failure"),
+    ),
+    Concept(
+        "heart_failure",
+        "congestive heart failure",
+        (r"(congestive )?heart failure", r"chf"),
+        ("congestive heart failure",),
+        related=("pulmonary_edema", "vascular_congestion"),
     ),
     Concept(
         "vascular_congestion",
         "pulmonary vascular congestion",
         (r"((pulmonary )?(vascular|venous) )congestion", r"cephali[sz]ation", r"kerley( b)? lines"),
         ("pulmonary vascular congestion", "pulmonary venous congestion"),
-        related=("pulmonary_edema",),
+        related=("pulmonary_edema", "heart_failure"),
     ),
     Concept("lung_lesion", "lung lesion", (r"(lung|pulmonary) lesions?",), ("lung lesion",), parent="lung_opacity"),
     Concept(
@@ -179,6 +210,13 @@ CONCEPTS: tuple[Concept, ...] = (
         ("pulmonary nodule", "lung nodule", "nodular opacity"),
         parent="lung_lesion",
         related=("mass",),
+    ),
+    Concept(
+        "granuloma",
+        "granuloma",
+        (r"(calcified )?granulomas?", r"granulomatous (disease|changes?)"),
+        ("calcified granuloma",),
+        parent="nodule",
     ),
     Concept(
         "mass",
@@ -191,8 +229,46 @@ CONCEPTS: tuple[Concept, ...] = (
     Concept(
         "emphysema",
         "emphysema",
-        (r"((pulmonary|centrilobular|panlobular|paraseptal|bullous) )?emphysema(tous changes?)?", r"bullae"),
+        (
+            r"((pulmonary|centrilobular|panlobular|paraseptal|bullous) )?emphysema(tous( changes?| lungs?)?)?",
+            r"bullae",
+        ),
         ("pulmonary emphysema", "emphysematous changes"),
+        related=("hyperinflation", "copd"),
+    ),
+    Concept(
+        "copd",
+        "COPD",
+        (r"copd", r"chronic obstructive (pulmonary|lung|airways?) disease", r"obstructive (lung|airways?) disease"),
+        ("chronic obstructive pulmonary disease",),
+        related=("hyperinflation", "emphysema"),
+    ),
+    Concept(
+        "hyperinflation",
+        "hyperinflated lungs",
+        (
+            r"hyper ?(inflat(ed|ion)|expan(ded|sion))( (of )?(the )?lungs?)?",
+            r"(increased|large|high) lung volumes?",
+        ),
+        ("hyperinflated lungs", "hyperexpanded lungs", "hyperinflation"),
+        related=("emphysema", "diaphragm_flattening", "copd"),
+    ),
+    Concept(
+        "diaphragm_flattening",
+        "flattened diaphragms",
+        (
+            r"flatten(ed|ing) (of )?(the )?((both|bilateral|right|left) )?(hemi ?)?diaphragms?",
+            r"(hemi ?)?diaphragm(s|atic)? flattening",
+            r"flat (hemi ?)?diaphragms?",
+        ),
+        ("flattened diaphragms", "flattening of the hemidiaphragms"),
+        related=("hyperinflation",),
+    ),
+    Concept(
+        "hypoinflation",
+        "low lung volumes",
+        (r"(low|decreased|reduced|diminished) lung volumes?", r"hypo ?(inflat(ed|ion)|expan(ded|sion))"),
+        ("low lung volumes", "hypoinflated lungs"),
     ),
     Concept(
         "subcutaneous_emphysema",
@@ -212,21 +288,42 @@ CONCEPTS: tuple[Concept, ...] = (
     ),
     Concept("fracture", "fracture", (r"fractures?", r"fractured"), ("rib fracture", "fracture")),
     # -- devices
-    Concept(
-        "support_device", "support device", (r"(support|medical) devices?", r"lines and tubes", r"tubes and lines")
+    # A device category is defined by its kinds: naming a kind names the category (semantic.py).
+    _device("support_device", "support device", (r"(support|medical) devices?",), ("support devices",), parent=ROOT),
+    _device(
+        "tube_or_catheter",
+        "indwelling tube or catheter",
+        (
+            r"(indwelling |vascular |venous )?catheters?( (or|and) tubes?)?",
+            r"(indwelling )?tubes?( (or|and) catheters?)?",
+            r"(lines|tubes|catheters) (and|or) (lines|tubes|catheters)",
+        ),
+        ("indwelling catheter or tube", "lines and tubes"),
+    ),
+    _device(
+        "cardiac_device",
+        "implanted cardiac device",
+        (
+            r"(implant(ed|able) )?cardiac (implantable )?(electronic |rhythm )?devices?( (with )?leads?)?",
+            r"implant(ed|able) (medical |electronic )?devices?",
+            r"cieds?",
+        ),
+        ("implanted cardiac device", "cardiac implantable electronic device"),
     ),
     _device(
         "nasogastric_tube",
         "nasogastric tube",
         (r"(nasogastric|orogastric|enteric|feeding|gastric|dobhoff|nasoenteric|nasojejunal) (tube|catheter)s?",),
         ("nasogastric tube", "enteric tube", "feeding tube"),
+        parent="tube_or_catheter",
         normal_positions=frozenset({"stomach"}),
     ),
     _device(
         "endotracheal_tube",
         "endotracheal tube",
-        (r"endotracheal (tube|tubes)", r"intubat(ed|ion)"),
+        (r"endotracheal (tube|tubes)", r"intubat(ed|ion)", r"breathing tubes?"),
         ("endotracheal tube", "breathing tube"),
+        parent="tube_or_catheter",
         normal_positions=frozenset({"above_carina", "trachea"}),
         deep_positions=frozenset({"bronchus"}),
     ),
@@ -235,12 +332,18 @@ CONCEPTS: tuple[Concept, ...] = (
         "tracheostomy tube",
         (r"tracheostomy( tube)?",),
         ("tracheostomy tube",),
+        parent="tube_or_catheter",
     ),
     _device(
         "central_line",
         "central venous catheter",
-        (r"central (venous )?(line|catheter)s?", r"(internal jugular|subclavian) (line|catheter)s?"),
+        (
+            r"central (venous )?(line|catheter)s?",
+            r"(internal jugular|subclavian) (line|catheter)s?",
+            r"port a caths?|portacaths?|mediports?|(chest|power|implanted|venous access) ports?",
+        ),
         ("central venous catheter", "central line"),
+        parent="tube_or_catheter",
         normal_positions=frozenset({"svc", "cavoatrial_junction"}),
         deep_positions=frozenset({"right_atrium"}),
     ),
@@ -257,16 +360,30 @@ CONCEPTS: tuple[Concept, ...] = (
     _device(
         "pacemaker",
         "pacemaker",
-        (r"((cardiac|permanent|dual chamber|transvenous) )?pacemakers?", r"pacers?", r"pacing (device|leads?|wires?)"),
+        (
+            r"((cardiac|permanent|dual chamber|transvenous) )?pacemakers?( (with )?(leads?|wires?))?",
+            r"pacers?",
+            r"pacing (device|leads?|wires?)",
+        ),
         ("cardiac pacemaker", "pacemaker with leads"),
-        related=("defibrillator",),
+        parent="cardiac_device",
+        related=("defibrillator", "device_lead"),
     ),
     _device(
         "defibrillator",
         "implantable defibrillator",
-        (r"(implantable cardioverter )?defibrillators?", r"\bicd\b"),
+        (r"(implantable cardioverter )?defibrillators?( leads?)?", r"\bicd\b( leads?)?"),
         ("implantable cardioverter defibrillator",),
-        related=("pacemaker",),
+        parent="cardiac_device",
+        related=("pacemaker", "device_lead"),
+    ),
+    # A lead alone is part of a cardiac device: related to it, not the device itself.
+    _device(
+        "device_lead",
+        "cardiac device lead",
+        (r"((right |left )?(ventricular|atrial) )?leads?",),
+        ("device lead",),
+        related=("cardiac_device", "pacemaker", "defibrillator"),
     ),
 )
 
@@ -285,6 +402,7 @@ ABSENCE_PHRASES: tuple[tuple[str, str], ...] = (
     (r"(sharp|clear|normal) costophrenic (angles?|sulci|sulcus)", "pleural_effusion"),
     (r"costophrenic (angles?|sulci) (are |is )?(sharp|clear)", "pleural_effusion"),
     (r"clear lungs?|lungs? (are |is )?clear|clear lung fields", "lung_opacity"),
+    (r"normal lung (volumes?|inflation|expansion)|lung volumes? (is |are )?normal", "hyperinflation"),
     (r"normal (chest|study|examination|exam|radiograph|chest radiograph|chest x ray)", ROOT),
     (r"unremarkable (chest|study|examination|radiograph)", ROOT),
 )
@@ -336,7 +454,7 @@ LATERALITY: tuple[tuple[str, str], ...] = (
     (r"left( sided)?", "left"),
 )
 SEVERITY: tuple[tuple[str, str], ...] = (
-    (r"small|mild|mildly|minimal|trace|tiny|slight|subtle", "small"),
+    (r"small|mild|mildly|minimal|trace|tiny|slight|slightly|subtle", "small"),
     (r"moderate|moderately", "moderate"),
     (r"large|severe|massive|extensive|marked|markedly|substantial|significant|big", "large"),
 )
@@ -402,6 +520,8 @@ ABBREVIATIONS: tuple[tuple[str, str], ...] = (
     (r"\bng\b", "nasogastric"),
     (r"\bog\b", "orogastric"),
     (r"\bett\b", "endotracheal tube"),
+    (r"\bngt\b", "nasogastric tube"),
+    (r"\baicd\b", "implantable cardioverter defibrillator"),
     (r"\bet\b(?= tubes?\b)", "endotracheal"),
     (r"\bsvc\b", "superior vena cava"),
     (r"\bcvc\b", "central venous catheter"),

@@ -22,7 +22,7 @@ import numpy as np
 from raddiff_evaluator import lexicon as lx
 from raddiff_evaluator.embedder import SentenceEmbedder
 from raddiff_evaluator.engine import JudgeBackend, JudgeInput, Verdict
-from raddiff_evaluator.findings import Attributes, Mention, parse
+from raddiff_evaluator.findings import Attributes, Mention, offers_alternatives, parse
 from raddiff_kit.deadlines import Deadline, run_blocking
 
 
@@ -133,6 +133,7 @@ class SemanticJudge(JudgeBackend):
         self.embedder = embedder
         self.thresholds = thresholds or Thresholds()
         self._anchor_keys: list[str] = []
+        self._anchor_texts: list[str] = []
         self._anchors: np.ndarray | None = None
 
     async def load(self) -> None:
@@ -142,6 +143,7 @@ class SemanticJudge(JudgeBackend):
         self.embedder.load()
         pairs = [(c.key, s) for c in lx.CONCEPTS for s in c.synonyms]
         self._anchor_keys = [k for k, _ in pairs]
+        self._anchor_texts = [s.lower() for _, s in pairs]
         self._anchors = self.embedder.encode([s for _, s in pairs])
 
     async def judge(self, item: JudgeInput, deadline: Deadline) -> list[Verdict]:
@@ -152,10 +154,11 @@ class SemanticJudge(JudgeBackend):
         truth_b = [self._resolve(m) for m in parse(item.truth_b)]
         # A's difference: its mentions minus any that B states identically ("NG tube" is on both sides).
         distinct = [m for m in truth_a if m not in truth_b] or truth_a
+        any_of = offers_alternatives(item.truth_a, truth_a)
         vectors = self.embedder.encode([*item.predictions, item.truth_a, item.truth_b])
         verdicts = []
         for i, prediction in enumerate(item.predictions):
-            outcome = self._score(prediction, distinct, truth_b)
+            outcome = self._score(prediction, distinct, truth_b, any_of)
             cos_a, cos_b = float(vectors[i] @ vectors[-2]), float(vectors[i] @ vectors[-1])
             verdicts.append(Verdict(outcome.score, f"{outcome.reason} [cos to A {cos_a:.2f}, to B {cos_b:.2f}]"))
         return verdicts
@@ -166,6 +169,10 @@ class SemanticJudge(JudgeBackend):
         if mention.concept is not None or self._anchors is None:
             return mention
         sims = self._anchors @ self.embedder.encode([mention.text])[0]
+        # An anchor that holds all the phrase's words and more is not its synonym: "heart size" leaves out
+        # the "increased" of "increased heart size" (the same rule as _relation's).
+        words = set(mention.text.split())
+        sims[[words < set(anchor.split()) for anchor in self._anchor_texts]] = -1.0
         best = int(np.argmax(sims))
         if sims[best] >= self.thresholds.same:
             return Mention(self._anchor_keys[best], mention.text, mention.negated, mention.attributes)
@@ -187,14 +194,15 @@ class SemanticJudge(JudgeBackend):
         return None, note
 
     # -- scoring ------------------------------------------------------------
-    def _score(self, prediction: str, truth_a: list[Mention], truth_b: list[Mention]) -> Outcome:
+    def _score(self, prediction: str, truth_a: list[Mention], truth_b: list[Mention], any_of: bool = False) -> Outcome:
         pred_mentions = [self._resolve(m) for m in parse(prediction)]
         # A mention that names A's finding itself speaks for the prediction; related ones only when none does.
         direct = [p for p in pred_mentions if any(p.concept and p.concept == a.concept for a in truth_a)]
         pred_mentions = direct or pred_mentions
         outcomes = [self._score_pair(p, a, truth_b) for a in truth_a for p in pred_mentions]
         best = max(outcomes, key=lambda o: o.score)
-        if len(truth_a) > 1 and best.score == 2:
+        # "X and Y" needs both; "X or Y" (any_of) is stated by either.
+        if len(truth_a) > 1 and best.score == 2 and not any_of:
             full = {id(a) for a in truth_a for p in pred_mentions if self._score_pair(p, a, truth_b).score == 2}
             if len(full) < len(truth_a):
                 return Outcome(1, f"covers only part of A: {best.reason}")
@@ -215,6 +223,10 @@ class SemanticJudge(JudgeBackend):
                 return Outcome(1, f"1: a normal study implies A's no {a.label} but names no finding")
             if not pred.negated:
                 return Outcome(0, f"0: '{pred.text}' is too general to name A's {a.label}")
+        if relation == "narrower" and not a.negated and a.concept and lx.BY_KEY[a.concept].device:
+            # A device category is any of its kinds: a pacemaker is an implanted cardiac device, a PICC a central
+            # line. Denials stay strict: "no pacemaker" leaves an ICD undenied.
+            relation, how = "same", f"{how}; a {pred.label} is a {a.label}"
         if relation == "broader" and pred.negated and a.negated:
             # Denying the broader category denies A's finding too: "clear lungs" says "no consolidation".
             relation, how = "same", f"{how}; no {pred.label} entails no {a.label}"
