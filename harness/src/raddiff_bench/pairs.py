@@ -31,6 +31,7 @@ class ImagePair:
     set2: str
     images_a: tuple[str, ...]
     images_b: tuple[str, ...]
+    null: bool = False  # the sets do not differ (raddiff-synth's null pairs): nothing to judge
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def image_pair(item: dict[str, Any], index: int, where: str, image_root: Path) -
         set2=_text(item, "set2", where),
         images_a=tuple(_absolute(p, image_root) for p in _strings(item, "set1_images", where)),
         images_b=tuple(_absolute(p, image_root) for p in _strings(item, "set2_images", where)),
+        null=item.get("null") is True,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["succeeded", "failed"]
+DEFAULT_FDR = 0.05  # the orchestrator's ranker.fdr default
 
 
 def accuracy_at(scores: Sequence[int], k: int) -> float:
@@ -26,6 +27,9 @@ class RankedFinding:
     q_value: float | None = None
     share_a: float | None = None  # report benchmark: share of A's / B's reports that affirm the finding
     share_b: float | None = None
+    supported: bool | None = None  # the orchestrator's call: set difference and specificity hold at its FDR
+    specific_auroc: float | None = None
+    specific_q_value: float | None = None
 
 
 @dataclass
@@ -46,6 +50,9 @@ class PairResult:
     judged_by: str = ""  # "orchestrator" or "harness"
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    null: bool = False  # a null pair: the sets do not differ, so no Acc figure; only what it claims counts
+    fdr: float = DEFAULT_FDR  # the run's ranker.fdr, for the raw rule (q_value < fdr)
+    verdict: str = ""  # the result's verdict in words, e.g. "no supported difference found"
 
     @property
     def acc_at_1(self) -> float:
@@ -87,6 +94,18 @@ def ranked_findings(results: dict[str, Any]) -> list[RankedFinding]:
                 auroc_ci=list(ci) if ci else None,
                 p_value=item.get("p_value"),
                 q_value=item.get("q_value"),
+                supported=item.get("supported"),
+                specific_auroc=item.get("specific_auroc"),
+                specific_q_value=item.get("specific_q_value"),
             )
         )
     return out
+
+
+def ranker_fdr(*configs: dict[str, Any] | None) -> float:
+    """ranker.fdr of the first config that states it (the analysis's own, then the one sent), else 0.05."""
+    for config in configs:
+        ranker = (config or {}).get("ranker")
+        if isinstance(ranker, dict) and isinstance(ranker.get("fdr"), int | float):
+            return float(ranker["fdr"])
+    return DEFAULT_FDR

@@ -3,6 +3,7 @@
 Each pair is one analysis: its two image sets, its set1/set2 as the ground truth, the run's config unchanged
 and, when that config asks for a reports proposer, each image's report. The orchestrator judges the result
 with the evaluator; a result that comes back unjudged is judged here when an evaluator target is given.
+A null pair (the sets do not differ) is sent without ground truth and not judged: only its claims count.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from raddiff_bench.client import Orchestrator, ProgressCallback, Rejected, Unavailable
 from raddiff_bench.config import judge_backend, wants_reports
 from raddiff_bench.pairs import BadInput, ImagePair, image_reports
-from raddiff_bench.results import PairResult, ranked_findings
+from raddiff_bench.results import PairResult, ranked_findings, ranker_fdr
 from raddiff_orchestrator.agent.ports import DependencyError, Judge
 from raddiff_orchestrator.clients import ServiceClients
 
@@ -52,9 +53,10 @@ def analysis_request(pair: ImagePair, config: dict[str, Any]) -> dict[str, Any]:
             "name_a": pair.set1,
             "name_b": pair.set2,
         },
-        "ground_truth": {"a": pair.set1, "b": pair.set2},
         "config": config,
     }
+    if not pair.null:
+        body["ground_truth"] = {"a": pair.set1, "b": pair.set2}
     if wants_reports(config):
         body["reports"] = image_reports(pair)
     return body
@@ -81,7 +83,7 @@ async def run_pair(
     on_progress: ProgressCallback | None = None,
 ) -> PairResult:
     """One pair, start to judged result; every failure is recorded in the result, never raised."""
-    result = PairResult(pair.index, pair.id, pair.difficulty, pair.set1, pair.set2)
+    result = PairResult(pair.index, pair.id, pair.difficulty, pair.set1, pair.set2, null=pair.null)
     began = time.monotonic()
     try:
         return await _run(orch, pair, options, judge, result, on_progress)
@@ -118,6 +120,10 @@ async def _run(
     result.proposer = str(results.get("proposer", ""))
     result.notes = [str(n) for n in results.get("notes") or []]
     result.findings = ranked_findings(results)
+    result.fdr = ranker_fdr(view.get("config"), options.config)
+    result.verdict = str(results.get("verdict") or "")
+    if pair.null:
+        return result.judged([], "none", "none")
     evaluation = results.get("evaluation")
     if evaluation is None:
         return await judge_result(result, judge, judge_backend(options.config))

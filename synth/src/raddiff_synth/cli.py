@@ -16,14 +16,30 @@ from raddiff_synth.report import write_report
 from raddiff_synth.source import SourceMissingError
 
 BENCHMARK_SPEC = "benchmark.yaml"
+# The test protocol's splits, each a shipped spec with its own seed block: dev (what you tune on), test (run
+# only to report), generalisation (pair kinds dev lacks) and null (pairs that do not differ: calibration).
+SPLIT_SPECS = {
+    "dev": BENCHMARK_SPEC,
+    "test": "test.yaml",
+    "generalisation": "generalisation.yaml",
+    "null": "null.yaml",
+}
 
 
 def builtin_spec(name: str = BENCHMARK_SPEC) -> Path:
     return Path(str(resources.files("raddiff_synth") / "specs" / name))
 
 
+def split_spec(split: str) -> Path:
+    if split not in SPLIT_SPECS:
+        raise SpecError(f"split: {split!r} is not one of {', '.join(SPLIT_SPECS)}")
+    return builtin_spec(SPLIT_SPECS[split])
+
+
 def _spec_path(value: str) -> Path:
-    return builtin_spec() if value == "default" else Path(value)
+    if value == "default":
+        return builtin_spec()
+    return split_spec(value) if value in SPLIT_SPECS else Path(value)
 
 
 def parse_finding(text: str) -> tuple[str, dict[str, str]]:
@@ -135,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, benchmark in (("cohort", False), ("benchmark", True)):
         cmd = sub.add_parser(name, help=f"write a {'benchmark' if benchmark else 'cohort'} in RadDiffBench format")
-        cmd.add_argument("spec", help="YAML spec, or 'default' for the shipped benchmark spec")
+        cmd.add_argument(
+            "spec",
+            help="YAML spec, 'default' for the shipped benchmark spec, or a shipped split: " + ", ".join(SPLIT_SPECS),
+        )
         cmd.add_argument("out", help="output folder")
         cmd.add_argument("--pairs", help="comma-separated pair ids (default: all)")
         cmd.add_argument("--per-set", "--limit", type=int, dest="per_set", help="images per set, overriding the spec")

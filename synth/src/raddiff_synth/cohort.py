@@ -8,8 +8,8 @@ Layout under OUT:
                   `subset` when its config names one; subset is the pair id, so group names that repeat across
                   pairs, such as "no pleural effusion", stay unambiguous)
     <name>.jsonl  one line per pair: set1, set2, set1_images, set2_images (RadDiffBench's keys), plus pair_id,
-                  difficulty, and the per-set prevalence of each differing finding
-    manifest.json the spec as resolved, the seed range, the image size
+                  difficulty, the per-set prevalence of each differing finding, and `"null": true` on null pairs
+    manifest.json the spec as resolved, the seed block and range, the image size (per pair where it differs)
 
 Which images carry a finding is decided per pair by exact counts (round(prevalence * n)) placed by a seeded
 permutation, so a set's prevalence is exactly the spec's, not merely close to it in expectation.
@@ -59,14 +59,14 @@ def plan_pair(pair: PairSpec, per_set: int | None = None) -> list[PlannedImage]:
         raise ValueError(f"{count} images per set exceed the {SEEDS_PER_SIDE} seeds a side has")
     planned = []
     for side_index, (side, own) in enumerate(zip(SIDES, (pair.a, pair.b), strict=True)):
-        rng = np.random.default_rng([BENCHMARK_SEEDS.start, pair.index, side_index])
+        rng = np.random.default_rng([BENCHMARK_SEEDS.start, pair.slot, side_index])
         carriers: list[list[FindingSpec]] = [[] for _ in range(count)]
         for finding in (*own, *pair.background):
             chosen = rng.permutation(count)[: round(finding.rate * count)]
             for i in chosen:
                 carriers[i].append(finding)
         for i in range(count):
-            seed = benchmark_seed(pair.index, side_index, i)
+            seed = benchmark_seed(pair.slot, side_index, i)
             planned.append(PlannedImage(pair, side, i, seed, tuple(carriers[i])))
     return planned
 
@@ -120,23 +120,28 @@ def write_cohort(
     generator: Generator | None = None,
     progress: bool = False,
 ) -> Path:
-    """Write the selected pairs; returns the JSONL path."""
+    """Write the selected pairs; returns the JSONL path. `size` overrides every pair's size (a pair's own
+    `size`, else the spec's), so small trial runs stay small."""
     global _GENERATOR
     if generator is not None:
         _GENERATOR = generator
-    size = size or spec.size
     pairs = spec.select(pair_ids)
+    sizes = {pair.id: size or pair.size or spec.size for pair in pairs}
     out.mkdir(parents=True, exist_ok=True)
-    planned = [image for pair in pairs for image in plan_pair(pair, per_set)]
+    plans = [plan_pair(pair, per_set) for pair in pairs]
+    planned = [image for plan in plans for image in plan]
     paths: dict[tuple[str, str, int], str] = {}
-    batches = list(_batches(planned, 25))
+    # One pair per batch, so each batch renders at one size.
+    batches = [batch for plan in plans for batch in _batches(plan, 25)]
+    batch_sizes = [sizes[batch[0].pair.id] for batch in batches]
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_render_batch, batches, [out] * len(batches), [size] * len(batches))
+            results = pool.map(_render_batch, batches, [out] * len(batches), batch_sizes)
             _collect(batches, results, paths, progress)
     else:
-        _collect(batches, (_render_batch(b, out, size) for b in batches), paths, progress)
-    return _write_index(spec, pairs, planned, paths, out, size, per_set)
+        rendered = (_render_batch(b, out, s) for b, s in zip(batches, batch_sizes, strict=True))
+        _collect(batches, rendered, paths, progress)
+    return _write_index(spec, pairs, planned, paths, out, (size or spec.size, sizes), per_set)
 
 
 def _collect(
@@ -162,7 +167,7 @@ def _write_index(
     planned: list[PlannedImage],
     paths: dict[tuple[str, str, int], str],
     out: Path,
-    size: int,
+    sizes: tuple[int, dict[str, int]],  # the default size, and each pair's
     per_set: int | None,
 ) -> Path:
     csv_path = out / f"{spec.name}.csv"
@@ -189,18 +194,35 @@ def _write_index(
                 "set1_prevalence": {f.label(): f.rate for f in pair.a},
                 "set2_prevalence": {f.label(): f.rate for f in pair.b},
             }
+            if pair.null:
+                line["null"] = True
             handle.write(json.dumps(line) + "\n")
+    default_size, pair_sizes = sizes
     manifest = {
         "name": spec.name,
-        "size": size,
+        "size": default_size,
         "per_set_override": per_set,
+        "seed_block": spec.seed_block,
         "seed_range": [BENCHMARK_SEEDS.start, BENCHMARK_SEEDS.stop],
-        "pairs": [
-            {"id": p.id, "index": p.index, "difficulty": p.difficulty, "set1": p.set1, "set2": p.set2} for p in pairs
-        ],
+        "pairs": [_manifest_pair(p, pair_sizes[p.id], default_size) for p in pairs],
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return jsonl_path
+
+
+def _manifest_pair(pair: PairSpec, size: int, default_size: int) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "id": pair.id,
+        "index": pair.index,
+        "difficulty": pair.difficulty,
+        "set1": pair.set1,
+        "set2": pair.set2,
+    }
+    if size != default_size:
+        entry["size"] = size
+    if pair.null:
+        entry["null"] = True
+    return entry
 
 
 @contextmanager

@@ -10,6 +10,16 @@
         set1: "moderate right pleural effusion" # optional; derived from a/b when left out
         set2: "no pleural effusion"
         view: PA                                # optional: PA | AP for both sets (default: random per image)
+        size: 1024                              # optional: this pair's image size (default: the spec's)
+      - id: null-effusion-same                  # a null pair: the sets must not differ
+        null: true                              # a and b empty, or the same findings at the same prevalence
+        a: [{kind: pleural_effusion, prevalence: 0.3}]
+        b: [{kind: pleural_effusion, prevalence: 0.3}]
+
+Spec-level keys: name, size, per_set, and seed_block (default 0): pair i of a spec takes its image seeds from
+slot seed_block * 1000 + i (raddiff_synth/seeds.py), so specs with different blocks never share a seed.
+A null pair's difficulty is "null" and its set1/set2 default to "no difference (set A)" / "(set B)"; its
+JSONL line carries `"null": true`.
 
 Attributes left out of a finding (or given as `any`) are drawn per image. Errors name the offending key,
 e.g. `pairs[3].a[0].severity: 'huge' is not one of small, moderate, large or 'any'`.
@@ -28,10 +38,15 @@ import yaml
 from raddiff_synth.catalog import KINDS
 from raddiff_synth.findings import Finding, SpecError
 from raddiff_synth.render import VIEWS
+from raddiff_synth.seeds import PAIRS_PER_BLOCK, SEED_BLOCKS, pair_slot
 
 DIFFICULTIES = ("easy", "medium", "hard")
+NULL_DIFFICULTY = "null"
+# Distinct, so the CSV's group names (and RadDiff's loader, which reads them) still tell A from B.
+NULL_SET1, NULL_SET2 = "no difference (set A)", "no difference (set B)"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 MAX_PER_SET = 10_000
+SIZES = (32, 2048)  # image size bounds, in pixels
 
 
 @dataclass(frozen=True)
@@ -50,11 +65,16 @@ class FindingSpec:
     def _fixed(self) -> dict[str, Any]:
         return {k: v for k, v in self.attributes.items() if v != "any"}
 
+    def key(self) -> tuple[str, tuple[tuple[str, Any], ...], float]:
+        """What the finding is, apart from where it is written: two sides with equal keys do not differ."""
+        return self.kind, tuple(sorted(self.attributes.items())), self.rate
+
 
 @dataclass(frozen=True)
 class PairSpec:
     id: str
-    index: int  # position in the spec: fixes the pair's seeds
+    index: int  # position in the spec
+    slot: int  # seed_block * 1000 + index: fixes the pair's seeds (raddiff_synth/seeds.py)
     difficulty: str
     per_set: int
     a: tuple[FindingSpec, ...]
@@ -63,6 +83,8 @@ class PairSpec:
     set1: str
     set2: str
     view: str | None
+    size: int | None = None  # this pair's image size; None: the spec's
+    null: bool = False  # the sets do not differ: calibration, no Acc figure
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,7 @@ class CohortSpec:
     name: str
     size: int
     pairs: tuple[PairSpec, ...]
+    seed_block: int = 0
 
     def select(self, ids: list[str] | None) -> tuple[PairSpec, ...]:
         if not ids:
@@ -92,13 +115,16 @@ def load_spec(path: Path) -> CohortSpec:
 
 
 def parse_spec(document: Any) -> CohortSpec:
-    top = _mapping(document, "spec", {"name", "size", "per_set", "pairs"})
-    size = _int(top.get("size", 512), "size", 32, 2048)
+    top = _mapping(document, "spec", {"name", "size", "per_set", "pairs", "seed_block"})
+    size = _int(top.get("size", 512), "size", *SIZES)
     default_per_set = _int(top.get("per_set", 150), "per_set", 1, MAX_PER_SET)
+    seed_block = _int(top.get("seed_block", 0), "seed_block", 0, SEED_BLOCKS - 1)
     raw_pairs = top.get("pairs")
     if not isinstance(raw_pairs, list) or not raw_pairs:
         raise SpecError("pairs: must be a non-empty list of pairs")
-    pairs = tuple(_pair(raw, i, default_per_set) for i, raw in enumerate(raw_pairs))
+    if len(raw_pairs) > PAIRS_PER_BLOCK:
+        raise SpecError(f"pairs: {len(raw_pairs)} pairs, more than the {PAIRS_PER_BLOCK} a seed block holds")
+    pairs = tuple(_pair(raw, i, default_per_set, seed_block) for i, raw in enumerate(raw_pairs))
     seen: set[str] = set()
     for pair in pairs:
         if pair.id in seen:
@@ -107,35 +133,46 @@ def parse_spec(document: Any) -> CohortSpec:
     name = top.get("name", "RadDiffSynth")
     if not isinstance(name, str) or not ID_PATTERN.match(name.lower()):
         raise SpecError(f"name: {name!r} must be a short identifier")
-    return CohortSpec(name=name, size=size, pairs=pairs)
+    return CohortSpec(name=name, size=size, pairs=pairs, seed_block=seed_block)
 
 
-def _pair(raw: Any, index: int, default_per_set: int) -> PairSpec:
+def _pair(raw: Any, index: int, default_per_set: int, seed_block: int) -> PairSpec:
     where = f"pairs[{index}]"
-    allowed = {"id", "difficulty", "per_set", "a", "b", "background", "set1", "set2", "view"}
+    allowed = {"id", "difficulty", "per_set", "a", "b", "background", "set1", "set2", "view", "size", "null"}
+    if isinstance(raw, Mapping) and None in raw:  # YAML reads an unquoted `null:` key as None
+        raw = {("null" if k is None else k): v for k, v in raw.items()}
     pair = _mapping(raw, where, allowed)
     pair_id = pair.get("id")
     if not isinstance(pair_id, str) or not ID_PATTERN.match(pair_id):
         raise SpecError(f"{where}.id: {pair_id!r} must match {ID_PATTERN.pattern}")
-    difficulty = pair.get("difficulty", "medium")
-    if difficulty not in DIFFICULTIES:
-        raise SpecError(f"{where}.difficulty: {difficulty!r} is not one of {', '.join(DIFFICULTIES)}")
+    null = pair.get("null", False)
+    if not isinstance(null, bool):
+        raise SpecError(f"{where}.null: {null!r} must be true or false")
+    difficulty = pair.get("difficulty", NULL_DIFFICULTY if null else "medium")
+    allowed_difficulties = (NULL_DIFFICULTY,) if null else DIFFICULTIES
+    if difficulty not in allowed_difficulties:
+        raise SpecError(f"{where}.difficulty: {difficulty!r} is not one of {', '.join(allowed_difficulties)}")
     per_set = _int(pair.get("per_set", default_per_set), f"{where}.per_set", 1, MAX_PER_SET)
+    size = _int(pair["size"], f"{where}.size", *SIZES) if "size" in pair else None
     a = _findings(pair.get("a", []), f"{where}.a", "prevalence")
     b = _findings(pair.get("b", []), f"{where}.b", "prevalence")
     background = _findings(pair.get("background", []), f"{where}.background", "rate")
-    if not a and not b:
-        raise SpecError(f"{where}: both a and b are empty, so the sets would not differ")
+    same = sorted(f.key() for f in a) == sorted(f.key() for f in b)
+    if null and not same:
+        raise SpecError(f"{where}.b: a null pair's sides must carry the same findings at the same prevalence")
+    if not null and same:
+        why = "both a and b are empty" if not a else "a and b carry the same findings at the same prevalence"
+        raise SpecError(f"{where}: {why}, so the sets would not differ (mark a null pair with null: true)")
     differing = {f.kind for f in (*a, *b)}
     for finding in background:
         if finding.kind in differing:
-            raise SpecError(f"{finding.where}.kind: {finding.kind} already differs between a and b")
+            raise SpecError(f"{finding.where}.kind: {finding.kind} is already in a or b")
     for side in (a, b):
         _no_duplicate_single(side + background)
     view = pair.get("view")
     if view is not None and view not in VIEWS:
         raise SpecError(f"{where}.view: {view!r} is not one of {', '.join(VIEWS)}")
-    set1, set2 = _ground_truth(a, b)
+    set1, set2 = (NULL_SET1, NULL_SET2) if null else _ground_truth(a, b)
     for key, default in (("set1", set1), ("set2", set2)):
         value = pair.get(key, default)
         if not isinstance(value, str) or not value.strip():
@@ -143,6 +180,7 @@ def _pair(raw: Any, index: int, default_per_set: int) -> PairSpec:
     return PairSpec(
         id=pair_id,
         index=index,
+        slot=pair_slot(seed_block, index),
         difficulty=difficulty,
         per_set=per_set,
         a=a,
@@ -151,6 +189,8 @@ def _pair(raw: Any, index: int, default_per_set: int) -> PairSpec:
         set1=pair.get("set1", set1),
         set2=pair.get("set2", set2),
         view=view,
+        size=size,
+        null=null,
     )
 
 
