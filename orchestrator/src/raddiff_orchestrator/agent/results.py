@@ -36,10 +36,12 @@ A FindingResult (one ranked finding):
     effect_size       Cohen's d of the scores, A minus B (pooled SD); ranker.order "effect_size" sorts by it
     mean_a, mean_b    mean score of A's and B's images
     chexzero_auroc    AUROC of softmax([sim(finding), sim("no " + finding)]), or null when not computed
-    specific_auroc    AUROC of the cosine less each image's mean cosine to the control statements
-                      (agent/specificity.py): how far the finding tracks the difference beyond the sets' shift
+    specific_auroc    AUROC of the cosine less its projection on the sets' common shift (the leading direction
+                      of the control statements' similarities; agent/specificity.py): how far the finding
+                      tracks the difference beyond what every text shares
     specific_auroc_ci its bootstrap interval
-    specific_p_value  one-sided p against the specific AUROCs of control statements naming other things
+    specific_effect_size  Cohen's d of those residuals, A minus B: what the specificity test compares
+    specific_p_value  one-sided p of that d against the residual d of control statements naming other things
     specific_q_value  Benjamini-Hochberg over all findings of this result
     supported         q_value and specific_q_value both below ranker.fdr (and both AUROCs above 0.5)
     support           why or why not, in words ("moves with every text: specific AUROC 0.51, q 0.62")
@@ -164,6 +166,7 @@ class FindingResult:
     searches: list[VisualSearch] = field(default_factory=list)
     specific_auroc: float | None = None
     specific_auroc_ci: list[float] | None = None
+    specific_effect_size: float | None = None
     specific_p_value: float | None = None
     specific_q_value: float | None = None
     supported: bool = False

@@ -35,6 +35,10 @@ td.rank { font-weight: 700; color: var(--muted); }
        margin-right: 6px; }
 .judge-2 { color: #1a7f37; font-weight: 600; } .judge-1 { color: #9a6700; font-weight: 600; }
 .judge-0 { color: #cf222e; }
+.verdict { font-size: 17px; font-weight: 600; padding: 8px 12px; border-radius: 6px; background: #f6f8fa; }
+.supported { color: #1a7f37; font-weight: 600; } .unsupported { color: #cf222e; }
+tr.unsupported-row td { color: var(--muted); }
+.why { display: block; font-size: 12px; color: var(--muted); font-weight: normal; }
 article.finding { border: 1px solid var(--line); border-radius: 10px; padding: 18px 20px; margin: 18px 0; }
 article.finding .plain { margin: 4px 0 12px; max-width: 920px; }
 .cols { display: flex; gap: 26px; flex-wrap: wrap; align-items: flex-start; }
@@ -99,22 +103,31 @@ It is scored on every image by how similar the image is to the sentence (a chest
 <b>AUROC</b> is the chance that a randomly chosen image of A scores higher than one of B: 0.5 means the
 finding does not separate the sets, 1.0 means every image of A scores above every image of B.
 <b>p</b> is the chance of an AUROC this high if the finding did not separate the sets (a permutation test);
-<b>q</b> is p corrected for testing {{ v.findings|length }} findings at once.</p>
+<b>q</b> is p corrected for testing {{ v.findings|length }} findings at once.
+<b>Specific AUROC</b> asks whether the finding tracks the difference more than statements about other things
+do: every sentence's scores move with whatever separates the sets, so each image's score is taken less its mean
+score over control statements (other findings, other devices). A finding is <b>supported</b> only where both the
+AUROC and the specific AUROC are significant at the false discovery rate.</p>
+{% if v.verdict %}<p class="verdict">{{ v.verdict[:1]|upper }}{{ v.verdict[1:] }}.</p>{% endif %}
 {% macro finding_table(rows, linked) %}
 <table>
 <thead><tr><th>#</th><th>Finding</th><th>AUROC</th>
 <th>{{ (v.findings[0].ci_level * 100)|round|int }}% interval</th><th>p</th><th>q</th>
+<th>Specific AUROC</th><th>Supported</th>
 {% if v.acc_at_1 is not none %}<th>Judged against the ground truth</th>{% endif %}
 <th>Found in</th></tr></thead>
 <tbody>
 {% for f in rows %}
-<tr>
+<tr{% if f.supported == false %} class="unsupported-row"{% endif %}>
   <td class="rank">{{ f.rank }}</td>
   <td>{% if linked %}<a href="#finding-{{ f.rank }}">{{ f.text }}</a>{% else %}{{ f.text }}{% endif %}</td>
   <td class="num"><span class="bar" style="width: {{ bar_width(f.auroc) }}px"></span>{{ f.auroc|num(3) }}</td>
   <td class="num">{{ f.ci|interval }}</td>
   <td class="num">{{ f.p_value|pvalue }}</td>
   <td class="num">{{ f.q_value|pvalue }}</td>
+  <td class="num">{{ f.specific_auroc|num(3) }}</td>
+  <td>{% if f.supported is none %}–{% elif f.supported %}<span class="supported">✓ supported</span>
+      {% else %}<span class="unsupported">✗ not supported<span class="why">{{ f.support }}</span></span>{% endif %}</td>
   {% if v.acc_at_1 is not none %}
   <td>{% if f.judged is not none %}<span class="judge-{{ f.judged }}">{{ f.judged }} · {{ judge_words[f.judged] }}
       </span>{% endif %}</td>
@@ -167,6 +180,12 @@ that match the finding most and least, and, when the finding came from a zoomed 
       <dt>Welch t</dt><dd>{{ f.t_statistic|num(2) }} (p {{ f.t_p_value|pvalue }})</dd>
       {% if f.effect_size is not none %}
       <dt>Effect size (Cohen’s d)</dt><dd>{{ f.effect_size|num(2) }}</dd>
+      {% endif %}
+      {% if f.specific_auroc is not none %}
+      <dt>Specific AUROC</dt><dd>{{ f.specific_auroc|num(3) }} ({{ f.specific_ci|interval }})</dd>
+      <dt>q (specificity)</dt><dd>{{ f.specific_q_value|pvalue }}</dd>
+      <dt>Verdict</dt><dd>{% if f.supported %}<span class="supported">supported</span>{% else %}<span
+        class="unsupported">{{ f.support }}</span>{% endif %}</dd>
       {% endif %}
       {% if f.chexzero_auroc is not none %}
       <dt>AUROC, finding vs “no …”</dt><dd>{{ f.chexzero_auroc|num(3) }}</dd>

@@ -60,6 +60,11 @@ class Finding:
     mean_a: float | None
     mean_b: float | None
     chexzero_auroc: float | None
+    specific_auroc: float | None
+    specific_ci: list[float]
+    specific_q_value: float | None
+    supported: bool | None  # None: a result from before the specificity test
+    support: str
     iteration: int | None
     origin: str
     judged: int | None
@@ -103,6 +108,7 @@ class ReportView:
     acc_at_1: float | None
     acc_at_5: float | None
     judge_backend: str
+    verdict: str
     config_rows: list[tuple[str, str]]
     notes: list[str]
 
@@ -165,6 +171,11 @@ def build_view(record: Any) -> ReportView:
                 mean_a=item.get("mean_a"),
                 mean_b=item.get("mean_b"),
                 chexzero_auroc=item.get("chexzero_auroc"),
+                specific_auroc=item.get("specific_auroc"),
+                specific_ci=list(item.get("specific_auroc_ci") or []),
+                specific_q_value=item.get("specific_q_value"),
+                supported=item.get("supported") if "specific_auroc" in item else None,
+                support=str(item.get("support", "")),
                 iteration=item.get("iteration"),
                 origin=item.get("origin", "proposal"),
                 judged=judged[position] if position < len(judged) else None,
@@ -224,6 +235,7 @@ def build_view(record: Any) -> ReportView:
         acc_at_1=evaluation.get("acc_at_1"),
         acc_at_5=evaluation.get("acc_at_5"),
         judge_backend=evaluation.get("backend", ""),
+        verdict=str(result.get("verdict", "")),
         config_rows=_flatten(result.get("config") or (task.get("config") or {})),
         notes=[str(n) for n in result.get("notes") or []],
     )

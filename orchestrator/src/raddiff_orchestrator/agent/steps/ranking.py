@@ -38,7 +38,7 @@ class RankFindings:
         assert state.image_vectors is not None
         if state.shift is None:
             controls = await self._embedder.embed_texts(self._bank.texts)
-            state.shift = ShiftModel.fit(controls @ state.image_vectors.T, state.positive)
+            state.shift = ShiftModel(controls @ state.image_vectors.T, state.positive)
         new = [f for f in dict.fromkeys(work.deduplicated) if normal_form(f) not in state.tested]
         if new:
             self._score(state, new, await self._vectors(state, new))
@@ -94,8 +94,12 @@ class RankFindings:
         effects = effect_sizes(scores, positive)
         chexzero = auroc_rows(softmax, positive) if softmax is not None else None
         assert state.shift is not None
-        specific = state.shift.residuals(cosine)  # always on the cosine: the baseline is a mean cosine
+        # Always on the cosine, like the controls' similarities the shift is measured on.
+        specific = np.concatenate(
+            [state.shift.residuals(cosine[i], self._bank.controls_for(f)) for i, f in enumerate(findings)]
+        )
         specific_aurocs = auroc_rows(specific, positive)
+        specific_effects = effect_sizes(specific, positive)
         index = state.current.index
         for i, finding in enumerate(findings):
             state.tested[normal_form(finding)] = Scored(
@@ -107,6 +111,7 @@ class RankFindings:
                 iteration=index,
                 specific=specific[i],
                 specific_auroc=float(specific_aurocs[i]),
+                specific_effect=float(specific_effects[i]),
             )
 
 

@@ -54,6 +54,7 @@ class Scored:
     iteration: int  # the first iteration that proposed it
     specific: np.ndarray | None = None  # scores less each image's baseline (specificity.ShiftModel)
     specific_auroc: float | None = None
+    specific_effect: float | None = None  # Cohen's d of the residuals: what the specificity test compares
     searches: list[VisualSearch] = field(default_factory=list)
 
 

@@ -84,7 +84,7 @@ class SummarizeFindings:
             return {}  # scored without the control statements (a state built by hand): nothing is supported
         p_all = np.array(
             [
-                specific_p_value(s.specific_auroc or 0.0, shift.control_aurocs[self._bank.controls_for(s.finding)])
+                specific_p_value(s.specific_effect or 0.0, shift.null_effects(self._bank.controls_for(s.finding)))
                 for s in everything
             ]
         )
@@ -181,6 +181,7 @@ def _specific_fields(st: SpecificStats | None) -> dict[str, Any]:
     return {
         "specific_auroc": st.auroc,
         "specific_auroc_ci": [st.ci_low, st.ci_high],
+        "specific_effect_size": _finite(st.effect_size),
         "specific_p_value": st.p_value,
         "specific_q_value": st.q_value,
         "supported": st.supported,
