@@ -13,7 +13,6 @@ Both first fold trivial variants (case, spacing, punctuation, plurals) without a
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from raddiff_kit.json_schema import short_text
+from raddiff_kit.llm_json import NoUsableAnswer, Refusal, Unusable, ask_json, loads_answer
 from raddiff_orchestrator.agent.ports import ChatMessage, ChatModel, Sampling
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -131,38 +131,39 @@ class LLMDeduplicator:
         if len(unique) < 2:
             return unique
         listed = "\n".join(f"{i}. {f}" for i, f in enumerate(unique, 1))
-        messages = [ChatMessage("user", DEDUP_PROMPT.format(listed=listed))]
+        schema = dedup_schema(len(unique))
         sampling = Sampling(max_tokens=64 + 24 * len(unique), temperature=0.0, seed=self._seed)
-        problem = ""
-        for attempt in range(1, self._attempts + 1):
-            answer = await self._chat.chat(messages, dedup_schema(len(unique)), sampling)
-            merged, problem = _parse_merged(answer, len(unique))
-            if not problem:
-                return merged
-            notes.append(f"dedup: LLM answer {attempt} unusable ({problem})")
-            messages = [
-                *messages,
-                ChatMessage("assistant", answer),
-                ChatMessage("user", f"That answer cannot be used: {problem}. Answer again with JSON only."),
-            ]
-        notes.append(f"dedup: used {self._fallback.name} similarity after {self._attempts} unusable LLM answers")
-        return await self._fallback.deduplicate(unique, notes)
+
+        # The changed conversation of a retry also bypasses any response cache, so the attempt is not needed.
+        async def send(conversation: list[ChatMessage], attempt: int) -> str:
+            return await self._chat.chat(conversation, schema, sampling)
+
+        def note(refusal: Refusal) -> None:
+            notes.append(f"dedup: LLM answer {refusal.attempt} unusable ({refusal.problem})")
+
+        try:
+            answer = await ask_json(
+                send,
+                [ChatMessage("user", DEDUP_PROMPT.format(listed=listed))],
+                lambda text: _parse_merged(text, len(unique)),
+                attempts=self._attempts,
+                message=ChatMessage,
+                on_refusal=note,
+            )
+        except NoUsableAnswer:
+            notes.append(f"dedup: used {self._fallback.name} similarity after {self._attempts} unusable LLM answers")
+            return await self._fallback.deduplicate(unique, notes)
+        return answer.value
 
 
-def _parse_merged(answer: str, count: int) -> tuple[list[str], str]:
-    body = answer.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        return [], f"the answer is not JSON ({exc.msg} at position {exc.pos})"
+def _parse_merged(answer: str, count: int) -> list[str]:
+    """The merged findings of a model's JSON answer, at most `count`; Unusable naming what is wrong."""
+    data = loads_answer(answer)
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
-        return [], 'the answer is not an object with a "findings" list'
+        raise Unusable('the answer is not an object with a "findings" list')
     merged = lexical_unique([f for f in data["findings"] if isinstance(f, str)])
     if not merged:
-        return [], "the answer lists no findings"
+        raise Unusable("the answer lists no findings")
     if len(merged) > count:
-        return [], f"the answer lists {len(merged)} findings, more than the {count} given"
-    return merged, ""
+        raise Unusable(f"the answer lists {len(merged)} findings, more than the {count} given")
+    return merged

@@ -16,6 +16,7 @@ from raddiff_evaluator.engine import JudgeBackend, JudgeInput, Verdict
 from raddiff_kit.deadlines import Deadline
 from raddiff_kit.errors import ServiceError
 from raddiff_kit.json_schema import short_text
+from raddiff_kit.llm_json import NoUsableAnswer, Refusal, Unusable, ask_json, loads_answer
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,6 @@ class ParsedAnswer:
     is_json: bool = True
 
 
-def _load_json(text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        # Models wrap JSON in code fences or a sentence; take the outermost object.
-        match = re.search(r"\{.*\}", text, re.DOTALL)
-        if match is None:
-            raise
-        return json.loads(match.group())
-
-
 def _as_score(value: object) -> int | None:
     if isinstance(value, bool):
         return None
@@ -118,10 +108,10 @@ def _as_score(value: object) -> int | None:
 def parse_answer(text: str, n: int) -> ParsedAnswer:
     parsed = ParsedAnswer()
     try:
-        data = _load_json(text)
-    except json.JSONDecodeError as exc:
-        problem = f"the answer was not valid JSON ({exc.msg} at character {exc.pos})"
-        return ParsedAnswer(problems=[problem], is_json=False)
+        # Models wrap JSON in code fences or a sentence; the kit reads through both.
+        data = loads_answer(text, not_json="the answer was not valid JSON")
+    except Unusable as exc:
+        return ParsedAnswer(problems=[exc.problem], is_json=False)
     rows = data.get("scores") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         return ParsedAnswer(problems=['the answer had no "scores" list'], is_json=False)
@@ -179,30 +169,42 @@ class LLMJudge(JudgeBackend):
         schema = answer_schema(n)
         # About 30 tokens per scored entry, with room to spare; a cut-off answer is invalid JSON.
         budget = min(self.max_tokens, 256 + 64 * n)
-        turns = [ChatTurn("system", SYSTEM_PROMPT), ChatTurn("user", user_prompt(item))]
-        history: list[str] = []
-        usable: ParsedAnswer | None = None
-        for attempt in range(1, self.max_attempts + 1):
-            # A retry must reach the model, not the proxy's cache of the answer just refused.
-            text = await self.client.chat(turns, schema, budget, fresh=attempt > 1, deadline=deadline)
-            parsed = parse_answer(text, n)
-            if parsed.is_json:
-                usable = parsed
-            if not parsed.problems:
-                break
-            history.append(f"answer {attempt}: {'; '.join(parsed.problems)}")
-            turns += [
-                ChatTurn("assistant", text),
-                ChatTurn(
-                    "user",
-                    f"That answer had problems: {'; '.join(parsed.problems)}. Answer again with "
-                    f"JSON only: exactly {n} entries, index 1 to {n}, each score 0, 1 or 2.",
+
+        # A retry must reach the model, not the proxy's cache of the answer just refused.
+        async def send(conversation: list[ChatTurn], attempt: int) -> str:
+            return await self.client.chat(conversation, schema, budget, fresh=attempt > 1, deadline=deadline)
+
+        try:
+            answer = await ask_json(
+                send,
+                [ChatTurn("system", SYSTEM_PROMPT), ChatTurn("user", user_prompt(item))],
+                lambda text: _complete(parse_answer(text, n)),
+                attempts=self.max_attempts,
+                message=ChatTurn,
+                correction=lambda problem: (
+                    f"That answer had problems: {problem}. Answer again with "
+                    f"JSON only: exactly {n} entries, index 1 to {n}, each score 0, 1 or 2."
                 ),
-            ]
-        if usable is None:
-            tried = " | ".join(history)
-            raise ServiceError(f"the LLM judge gave no usable JSON in {self.max_attempts} answers: {tried}")
-        if not history:
-            return repair(usable, n, "")
-        done = "retried" if not parsed.problems else f"repaired after {self.max_attempts} answers"
-        return repair(usable, n, f" [{done}: {' | '.join(history)}]")
+            )
+        except NoUsableAnswer as exc:
+            tried = _history(exc.refusals)
+            if not isinstance(exc.partial, ParsedAnswer):
+                raise ServiceError(
+                    f"the LLM judge gave no usable JSON in {self.max_attempts} answers: {tried}"
+                ) from None
+            return repair(exc.partial, n, f" [repaired after {self.max_attempts} answers: {tried}]")
+        if not answer.refusals:
+            return repair(answer.value, n, "")
+        return repair(answer.value, n, f" [retried: {_history(answer.refusals)}]")
+
+
+def _history(refusals: list[Refusal]) -> str:
+    return " | ".join(f"answer {r.attempt}: {r.problem}" for r in refusals)
+
+
+def _complete(parsed: ParsedAnswer) -> ParsedAnswer:
+    """The answer when nothing is wrong with it, else Unusable naming every problem; a JSON answer rides
+    along, since its scores can still be repaired (clamped, missing ones 0) if no later answer is clean."""
+    if parsed.problems:
+        raise Unusable("; ".join(parsed.problems), partial=parsed if parsed.is_json else None)
+    return parsed

@@ -29,6 +29,7 @@ from raddiff_kit.errors import (
     ServiceError,
     Unavailable,
 )
+from raddiff_kit.llm_json import NoUsableAnswer, Refusal, Unusable, ask_json
 from raddiff_localize.boxes import ParsedAnswer, box_schema, finding_label, parse_answer
 from raddiff_localize.engine import GRID_LAYOUT, WHOLE_IMAGE, GridEngine, NormBox, Ref, RenderedGrid
 
@@ -179,26 +180,34 @@ class LLMBackend(RemoteBackend):
             ),
         ]
         schema = json.dumps(box_schema(len(findings)))
-        repairs: list[str] = []
-        last_parsed: ParsedAnswer | None = None
-        for attempt in range(1, self._attempts + 1):
-            text = await self._chat(client, messages, schema, len(findings), deadline)
-            answer = parse_answer(text, findings)
-            if answer.problem is None:
-                return Localization([b for b in answer.boxes if b is not None], repairs + answer.repairs)
-            last = attempt == self._attempts
-            repairs.append(f"attempt {attempt}: {answer.problem}; {'gave up' if last else 'asked again'}")
-            if answer.boxes:
-                last_parsed = answer
-            messages += [
-                _message("assistant", text),
-                _message(
-                    "user",
-                    f"That answer cannot be used: {answer.problem}. Answer again with exactly {len(findings)} boxes, "
-                    "as JSON that matches the schema.",
+
+        # The changed conversation of a retry also bypasses the proxy's cache, so the attempt is not needed.
+        async def send(conversation: list[llm_pb2.ChatMessage], attempt: int) -> str:
+            return await self._chat(client, conversation, schema, len(findings), deadline)
+
+        try:
+            answer = await ask_json(
+                send,
+                messages,
+                lambda text: _usable_boxes(parse_answer(text, findings)),
+                attempts=self._attempts,
+                message=_message,
+                correction=lambda problem: (
+                    f"That answer cannot be used: {problem}. Answer again with exactly {len(findings)} boxes, "
+                    "as JSON that matches the schema."
                 ),
-            ]
-        return _fall_back(last_parsed, findings, repairs, self._attempts)
+            )
+        except NoUsableAnswer as exc:
+            repairs = [self._refused(r) for r in exc.refusals]
+            last = exc.partial if isinstance(exc.partial, ParsedAnswer) else None
+            return _fall_back(last, findings, repairs, self._attempts)
+        parsed = answer.value
+        repairs = [self._refused(r) for r in answer.refusals] + parsed.repairs
+        return Localization([b for b in parsed.boxes if b is not None], repairs)
+
+    def _refused(self, refusal: Refusal) -> str:
+        outcome = "gave up" if refusal.attempt == self._attempts else "asked again"
+        return f"attempt {refusal.attempt}: {refusal.problem}; {outcome}"
 
     async def _chat(
         self, client: ServiceClient, messages: list[llm_pb2.ChatMessage], schema: str, count: int, deadline: Deadline
@@ -211,6 +220,13 @@ class LLMBackend(RemoteBackend):
         )
         response = await call_upstream(client, "Chat", request, deadline, "the LLM proxy")
         return response.text
+
+
+def _usable_boxes(answer: ParsedAnswer) -> ParsedAnswer:
+    """The answer as it stands, or Unusable; one with some boxes rides along for the fallback to repair."""
+    if answer.problem is not None:
+        raise Unusable(answer.problem, partial=answer if answer.boxes else None)
+    return answer
 
 
 def _fall_back(

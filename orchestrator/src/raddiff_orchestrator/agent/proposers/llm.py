@@ -1,14 +1,13 @@
 """The LLM proposers (RadDiff's "visdiff", "raddiff" and "reports" styles) and the "auto" fallback:
-the prompt, the answer's JSON schema, and its parsing with one repair round."""
+the prompt, the answer's JSON schema, and its parsing with one repair round (raddiff_kit.llm_json)."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from raddiff_kit.json_schema import short_text
+from raddiff_kit.llm_json import NoUsableAnswer, Refusal, Unusable, ask_json, loads_answer
 from raddiff_orchestrator.agent.config import AgentConfig
 from raddiff_orchestrator.agent.ports import ChatMessage, ChatModel, DependencyError, NotConfigured, Sampling
 from raddiff_orchestrator.agent.proposers.base import Evidence, Proposal, ProposalInput, Proposer, clean_findings
@@ -139,20 +138,13 @@ def proposal_images(style: str, given: ProposalInput) -> tuple[str, ...]:
 
 
 def parse_findings(text: str, limit: int) -> list[str]:
-    """The findings in a model's JSON answer; ValueError naming what is wrong."""
-    body = text.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
-    if fenced:
-        body = fenced.group(1)
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the answer is not JSON ({exc.msg} at position {exc.pos})") from None
+    """The findings in a model's JSON answer; Unusable (a ValueError) naming what is wrong."""
+    data = loads_answer(text)
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
-        raise ValueError('the answer is not an object with a "findings" list')
+        raise Unusable('the answer is not an object with a "findings" list')
     findings = clean_findings(data["findings"], limit)
     if not findings:
-        raise ValueError("the answer lists no findings")
+        raise Unusable("the answer lists no findings")
     return findings
 
 
@@ -177,26 +169,31 @@ class LLMProposer:
     async def propose(self, given: ProposalInput, config: AgentConfig, notes: list[str]) -> list[Proposal]:
         system = GENERAL_SYSTEM if self.name == "visdiff" else RADIOLOGY_SYSTEM
         user = ChatMessage("user", proposal_prompt(self.name, given, config), proposal_images(self.name, given))
-        messages = [ChatMessage("system", system), user]
         sampling = Sampling(max_tokens=1024, temperature=0.0, seed=config.seed)
         led_by = tuple(range(len(given.searches)))
-        problem = ""
-        for attempt in range(1, self._attempts + 1):
-            answer = await self._chat.chat(messages, findings_schema(config), sampling)
-            try:
-                found = parse_findings(answer, config.proposer.num_hypotheses)
-            except ValueError as exc:
-                problem = str(exc)
-                notes.append(f"{self.name} proposer: answer {attempt} unusable ({problem})")
-                # Say what was wrong; the changed conversation also bypasses any response cache.
-                messages = [
-                    *messages,
-                    ChatMessage("assistant", answer),
-                    ChatMessage("user", f"That answer cannot be used: {problem}. Answer again with JSON only."),
-                ]
-                continue
-            return [Proposal(text, led_by) for text in found]
-        raise DependencyError(f"the LLM gave no usable findings after {self._attempts} attempts: {problem}")
+        schema = findings_schema(config)
+
+        # The changed conversation of a retry also bypasses any response cache, so the attempt is not needed.
+        async def send(conversation: list[ChatMessage], attempt: int) -> str:
+            return await self._chat.chat(conversation, schema, sampling)
+
+        def note(refusal: Refusal) -> None:
+            notes.append(f"{self.name} proposer: answer {refusal.attempt} unusable ({refusal.problem})")
+
+        try:
+            answer = await ask_json(
+                send,
+                [ChatMessage("system", system), user],
+                lambda text: parse_findings(text, config.proposer.num_hypotheses),
+                attempts=self._attempts,
+                message=ChatMessage,
+                on_refusal=note,
+            )
+        except NoUsableAnswer as exc:
+            raise DependencyError(
+                f"the LLM gave no usable findings after {self._attempts} attempts: {exc.problem}"
+            ) from None
+        return [Proposal(text, led_by) for text in answer.value]
 
 
 class FallbackProposer:
