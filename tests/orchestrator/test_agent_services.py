@@ -279,10 +279,11 @@ async def test_the_loop_feeds_back_and_searches_the_top_findings(stack: Stack) -
                     assert len(search["crop_uris"]["b"]) == len(rnd["sample_b"]) == 4
                     box = search["box"]
                     assert 0 <= box["x0"] < box["x1"] <= 1 and 0 <= box["y0"] < box["y1"] <= 1
-                    # a crop is the box cut from its image (the tolerance is one pixel of rounding)
+                    # a crop is the box widened to a square (so it fills its tile), within its image
                     crop = scratch.load(search["crop_uris"]["a"][0])
                     source = scratch.load(rnd["sample_a"][0])
-                    expected = ((box["x1"] - box["x0"]) * source.width, (box["y1"] - box["y0"]) * source.height)
+                    side = max((box["x1"] - box["x0"]) * source.width, (box["y1"] - box["y0"]) * source.height)
+                    expected = (min(side, source.width), min(side, source.height))
                     assert abs(crop.width - expected[0]) <= 1.5 and abs(crop.height - expected[1]) <= 1.5
                     assert scratch.load(search["grid_uri"]).width > crop.width
                     # the offline proposer refines from the VLM's descriptions of two crops of each set

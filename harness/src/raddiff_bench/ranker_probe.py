@@ -94,16 +94,15 @@ def probe_pair(pair: dict, root: Path, engine: object, cache: Path | None, fdr: 
     positive = np.r_[np.ones(len(paths_a), bool), np.zeros(len(paths_b), bool)]
     text_vectors = engine.embed_texts(texts)  # type: ignore[attr-defined]
     cosine = text_vectors @ images.T
-    shift = ShiftModel.fit(engine.embed_texts(bank.texts) @ images.T, positive)  # type: ignore[attr-defined]
-    specific = shift.residuals(cosine)
+    shift = ShiftModel(engine.embed_texts(bank.texts) @ images.T, positive)  # type: ignore[attr-defined]
+    controls = [bank.controls_for(t) for t in texts]
+    specific = np.concatenate([shift.residuals(cosine[i], c) for i, c in enumerate(controls)])
     auroc = auroc_rows(cosine, positive)
     specific_auroc = auroc_rows(specific, positive)
+    specific_effect = effect_sizes(specific, positive)
     raw_q = benjamini_hochberg(permutation_p_values(cosine, positive, 1000, 0))
     spec_p = np.array(
-        [
-            specific_p_value(float(specific_auroc[i]), shift.control_aurocs[bank.controls_for(t)])
-            for i, t in enumerate(texts)
-        ]
+        [specific_p_value(float(specific_effect[i]), shift.null_effects(c)) for i, c in enumerate(controls)]
     )
     spec_q = benjamini_hochberg(spec_p)
     supported = (auroc > 0.5) & (raw_q < fdr) & (specific_auroc > 0.5) & (spec_q < fdr)

@@ -101,7 +101,14 @@ class SummarizeFindings:
             key = normal_form(scored.finding)
             supported, why = verdict(scored.auroc, state.q_values[key], aurocs[i], q_of[key], ranker.fdr)
             out[key] = SpecificStats(
-                float(aurocs[i]), float(low[i]), float(high[i]), p_of[key], q_of[key], supported, why
+                auroc=float(aurocs[i]),
+                ci_low=float(low[i]),
+                ci_high=float(high[i]),
+                effect_size=scored.specific_effect or 0.0,
+                p_value=p_of[key],
+                q_value=q_of[key],
+                supported=supported,
+                support=why,
             )
         return out
 
