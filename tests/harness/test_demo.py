@@ -43,15 +43,20 @@ def test_an_unknown_pair_and_missing_models_are_refused(tmp_path: Path, capsys: 
 
 def test_the_findings_table_shows_the_statistics_that_are_there() -> None:
     findings = [
-        RankedFinding(1, "right pleural effusion", 2, 0.9123, [0.85, 0.96], 0.001, 0.002),
-        RankedFinding(2, "cardiomegaly", 0, 0.51, None, 0.00001, None),
+        RankedFinding(
+            1, "right pleural effusion", 2, 0.9123, [0.85, 0.96], 0.001, 0.002,
+            supported=True, specific_auroc=0.88, specific_q_value=0.004,
+        ),
+        RankedFinding(2, "cardiomegaly", 0, 0.51, None, 0.00001, 0.00002, supported=False, specific_auroc=0.5),
         RankedFinding(3, "unjudged", None, 0.4),
     ]
     header, first, second, third = demo.findings_table(findings).splitlines()
-    assert header.split() == ["rank", "AUROC", "CI", "p", "q", "judge", "finding"]
-    assert first.split() == ["1", "0.912", "[0.850,", "0.960]", "0.001", "0.002", "2", "right", "pleural", "effusion"]
-    assert second.split() == ["2", "0.510", "-", "1.0e-05", "-", "0", "cardiomegaly"]
-    assert third.split() == ["3", "0.400", "-", "-", "-", "-", "unjudged"]
+    assert header.split() == ["rank", "AUROC", "CI", "q", "specific", "spec-q", "supported", "judge", "finding"]
+    assert first.split() == [
+        "1", "0.912", "[0.850,", "0.960]", "0.002", "0.880", "0.004", "yes", "2", "right", "pleural", "effusion"
+    ]
+    assert second.split() == ["2", "0.510", "-", "2.0e-05", "0.500", "-", "no", "0", "cardiomegaly"]
+    assert third.split() == ["3", "0.400", "-", "-", "-", "-", "-", "-", "unjudged"]
 
 
 @pytest.mark.slow
@@ -65,7 +70,10 @@ def test_the_demo_runs_its_pair_and_prints_ranked_findings_and_the_report_url(
     out = capsys.readouterr().out
     assert "A: 'moderate right pleural effusion'   B: 'no pleural effusion'" in out
     assert re.search(r"judge \(\w+, by the orchestrator\): Acc@1 = [01]\.\d   Acc@5 = [01]\.\d", out)
-    assert re.search(r"rank +AUROC +CI +p +q +judge +finding", out) or "no finding was proposed" in out
+    assert re.search(r"rank +AUROC +CI +q +specific +spec-q +supported +judge +finding", out) or (
+        "no finding was proposed" in out
+    )
+    assert re.search(r"verdict: (no supported difference found|\d+ of \d+ findings supported)", out)
     (url,) = re.findall(r"evidence report: (\S+)", out)
     assert re.fullmatch(re.escape(stack.url) + r"/v1/analyses/[0-9a-f]+/report", url)
     page = httpx.get(url, timeout=60)

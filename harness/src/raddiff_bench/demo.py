@@ -78,14 +78,18 @@ def _number(value: float | None, digits: int = 3) -> str:
 
 
 def findings_table(findings: list[RankedFinding]) -> str:
-    header = f"{'rank':>4}  {'AUROC':>6}  {'CI':>15}  {'p':>7}  {'q':>7}  {'judge':>5}  finding"
+    header = (
+        f"{'rank':>4}  {'AUROC':>6}  {'CI':>15}  {'q':>7}  {'specific':>8}  {'spec-q':>7}  {'supported':>9}  "
+        f"{'judge':>5}  finding"
+    )
     lines = [header]
     for f in findings:
         ci = f"[{f.auroc_ci[0]:.3f}, {f.auroc_ci[1]:.3f}]" if f.auroc_ci else "-"
         score = "-" if f.score is None else str(f.score)
+        supported = "-" if f.supported is None else ("yes" if f.supported else "no")
         lines.append(
-            f"{f.rank:>4}  {_number(f.auroc):>6}  {ci:>15}  {_number(f.p_value):>7}  {_number(f.q_value):>7}  "
-            f"{score:>5}  {f.finding}"
+            f"{f.rank:>4}  {_number(f.auroc):>6}  {ci:>15}  {_number(f.q_value):>7}  {_number(f.specific_auroc):>8}  "
+            f"{_number(f.specific_q_value):>7}  {supported:>9}  {score:>5}  {f.finding}"
         )
     return "\n".join(lines)
 
@@ -96,6 +100,8 @@ def print_result(result: PairResult, report_url: str, top: int = 10) -> None:
         print(f"the analysis failed: {result.error}")
         return
     print(findings_table(result.findings[:top]) if result.findings else "no finding was proposed")
+    if result.verdict:
+        print(f"verdict: {result.verdict}")
     if len(result.findings) > top:
         print(f"  ... and {len(result.findings) - top} more, lower ranked (all of them are in the evidence report)")
     print(
