@@ -57,6 +57,9 @@ class RankFindings:
             if scored not in ranking:
                 ranking.append(scored)
         work.ranking = ranked(ranking, state.task.config.ranker.order)
+        if work.index > 1:
+            order = state.task.config.ranker.order
+            work.ranking = settle_newcomers(work.ranking, work.index, held_out(state), state.positive, order)
         state.embedding_model = await self._embedder.model_id()
         state.cache = vars(self._embedder.use).copy()
         await report(1.0)
@@ -123,6 +126,41 @@ def ranked(findings: Iterable[Scored], order: str) -> list[Scored]:
     if order == "specific":
         return sorted(findings, key=lambda s: (-(s.specific_auroc or 0.0), -s.auroc, -s.effect_size, s.finding))
     return sorted(findings, key=lambda s: (-s.auroc, -s.effect_size, -(s.specific_auroc or 0.0), s.finding))
+
+
+def held_out(state: AnalysisState) -> np.ndarray:
+    """Mask of the ranked images (A's first) that no proposal was read from: never described in this analysis."""
+    return np.array([uri not in state.captions for uri in [*state.rank_a, *state.rank_b]], dtype=bool)
+
+
+def settle_newcomers(
+    ranking: list[Scored], iteration: int, unseen: np.ndarray, positive: np.ndarray, order: str
+) -> list[Scored]:
+    """A finding first proposed in this iteration (a refinement or a sibling) stays above an established one only
+    when it wins on the images no proposal was read from: on the images it was read from it wins by construction.
+    With fewer than two such images in a set, a newcomer never overtakes."""
+    enough = min(int((unseen & positive).sum()), int((unseen & ~positive).sum())) >= 2
+    key = {id(s): _unseen_key(s, unseen, positive, order) if enough else None for s in ranking}
+    out = list(ranking)
+    moved = True
+    while moved:  # newcomers only ever move down, so this ends
+        moved = False
+        for i in range(len(out) - 1):
+            new, old = out[i], out[i + 1]
+            if new.iteration == iteration and old.iteration < iteration:
+                wins = key[id(new)] is not None and key[id(new)] > key[id(old)]
+                if not wins:
+                    out[i], out[i + 1] = old, new
+                    moved = True
+    return out
+
+
+def _unseen_key(scored: Scored, unseen: np.ndarray, positive: np.ndarray, order: str) -> tuple[float, float]:
+    """The order's statistic on the unseen images only: (AUROC, effect size) of the scores the order ranks by."""
+    values = scored.specific if order == "specific" and scored.specific is not None else scored.scores
+    rows, labels = values[unseen][None, :], positive[unseen]
+    auroc, effect = float(auroc_rows(rows, labels)[0]), float(effect_sizes(rows, labels)[0])
+    return (effect, auroc) if order == "effect_size" else (auroc, effect)
 
 
 def _evidence_by_finding(work: IterationWork) -> dict[str, list[VisualSearch]]:
