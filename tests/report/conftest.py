@@ -105,6 +105,17 @@ def build_result(set_a: list[str], set_b: list[str], zoom_grid: str, crops: list
                 most_a_like=[ImageScore(u, g, float(s)) for s, u, g in order[:4]],
                 least_a_like=[ImageScore(u, g, float(s)) for s, u, g in order[::-1][:4]],
                 searches=[search] if rank == 1 else [],
+                specific_auroc=0.91 if rank == 1 else 0.52,
+                specific_auroc_ci=[0.86, 0.95] if rank == 1 else [0.44, 0.6],
+                specific_effect_size=1.9 if rank == 1 else 0.05,
+                specific_p_value=0.0004 if rank == 1 else 0.4,
+                specific_q_value=0.0012 if rank == 1 else 0.6,
+                supported=rank == 1,
+                support=(
+                    f"supported: AUROC {auroc:.3f} (q 0.0027), specific AUROC 0.910 (q 0.0012)"
+                    if rank == 1
+                    else "moves with every text: specific AUROC 0.520, q 0.6 (FDR 0.05)"
+                ),
             )
         )
     rounds = [ProposalRound(1, set_a[:4], set_b[:4], "", "", [*FINDINGS[1:], "small left pleural effusion"])]
@@ -115,6 +126,8 @@ def build_result(set_a: list[str], set_b: list[str], zoom_grid: str, crops: list
         ranked_images={"a": len(set_a), "b": len(set_b)},
         ranked_uris={"a": set_a, "b": set_b},
         findings=findings,
+        supported=1,
+        verdict=f"1 of {len(findings)} findings supported at FDR 0.05",
         iterations=[
             IterationResult(1, rounds=rounds, deduplicated=FINDINGS[1:], ranked=[RankedBrief(FINDINGS[1], 0.702)],
                             evaluation=Evaluation([1, 0], 0.5, 0.5, "semantic")),

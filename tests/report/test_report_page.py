@@ -34,6 +34,11 @@ def test_the_report_shows_every_finding_in_rank_order_with_its_statistics(analys
         assert f"{finding['auroc']:.3f}" in page and f"{low:.3f}–{high:.3f}" in page
     assert "&lt; 0.001" in page  # the first finding's p of 0.0009, as HTML
     assert "0.060" in page and "0.090" in page  # the second finding's p (0.06) and q (0.09)
+    # Each finding says whether it is supported, and why not where it is not; the result has a verdict.
+    assert page.count("✓ supported") == 1 and page.count("✗ not supported") == len(FINDINGS) - 1
+    assert "moves with every text: specific AUROC 0.520, q 0.6 (FDR 0.05)" in page
+    assert f"1 of {len(FINDINGS)} findings supported at FDR 0.05." in page
+    assert "0.910 (0.860–0.950)" in page  # the specific AUROC and its interval, with the evidence
     # Plain words for a clinician, next to the numbers.
     assert f"better than one of set B {round(100 * AUROCS[0])}% of the time" in page
     assert "2 · matches the ground truth" in page and "0 · does not match" in page
