@@ -9,9 +9,10 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from raddiff.v1 import common_pb2, vlm_pb2
+from raddiff.v1 import common_pb2, vlm_pb2, vlm_pb2_grpc
+from raddiff_kit.client import open_channel
 from raddiff_kit.settings import SharedSettings
-from raddiff_vlm.app import build_app
+from raddiff_vlm.app import SERVICE_FULL_NAME, build_app
 from tests.vlm.conftest import MAX_TOKENS_LIMIT, DataDirs, vlm_settings
 
 
@@ -199,3 +200,38 @@ def test_choosing_vllm_where_it_is_not_installed_says_how_to_get_it(tmp_path, da
         build_app(vlm_settings(tmp_path, engine="vllm"), shared)
     assert "RADDIFF_VLM_ENGINE=vllm" in str(stopped.value)
     assert "make-vllm-env.sh" in str(stopped.value)
+
+
+@pytest.mark.parametrize("invariant", [True, False])
+async def test_batch_invariant_decoding_runs_each_request_on_its_own(
+    checkpoint, data_dirs: DataDirs, monkeypatch: pytest.MonkeyPatch, invariant: bool
+) -> None:
+    # Padding a row beside longer ones moves its logits by ~1e-6: enough to flip a close greedy token, so a
+    # caption would depend on what it was batched with. Batch-invariant decoding never pads a row.
+    from raddiff_vlm.transformers_engine import TransformersEngine
+
+    rows: list[int] = []
+    decode = TransformersEngine._decode
+
+    def spy(self: TransformersEngine, jobs: list, inputs: dict) -> list:
+        rows.append(len(jobs))
+        return decode(self, jobs, inputs)
+
+    monkeypatch.setattr(TransformersEngine, "_decode", spy)
+    shared = SharedSettings(data_roots=str(data_dirs.root), scratch_dir=data_dirs.scratch)
+    app = build_app(vlm_settings(checkpoint, batch_invariant=invariant), shared)
+    server, port = await app.start("127.0.0.1:0")
+    channel = open_channel(f"127.0.0.1:{port}", SERVICE_FULL_NAME)
+    try:
+        stub = vlm_pb2_grpc.VLMServiceStub(channel)
+        requests = [
+            request(data_dirs, "Describe the findings in this chest X-ray.", ("cxr0.png",), max_tokens=6),
+            request(data_dirs, "Is there a pleural effusion in this image?", ("cxr1.png",), max_tokens=6),
+            request(data_dirs, "Write the impression.", ("cxr2.png",), max_tokens=6),
+        ]
+        await asyncio.gather(*(stub.Generate(r, timeout=60) for r in requests))
+    finally:
+        await channel.close()
+        await app.drain(server)
+    assert sum(rows) == len(requests)
+    assert (max(rows) == 1) == invariant

@@ -225,6 +225,10 @@ class TransformersEngine(CheckpointEngine):
         groups: dict[bool, list[int]] = defaultdict(list)
         for index, job in enumerate(jobs):
             groups[bool(job.images)].append(index)
+        if self.settings.batch_invariant:
+            for index, job in enumerate(jobs):  # each request its own pass: the same tokens alone or in any batch
+                results[index] = self._generate_group([job])[0]
+            return
         for indices in groups.values():
             outputs = self._generate_group([jobs[i] for i in indices])
             for i, out in zip(indices, outputs, strict=True):
