@@ -16,6 +16,7 @@ from raddiff_bench.pairs import BadInput, ImagePair, load_image_pairs
 from raddiff_bench.protocol import after, before, calibration, choose_splits, false_support, null_share, true_support
 from raddiff_bench.results import PairResult, RankedFinding, ranked_findings
 from raddiff_bench.runner import RunOptions, analysis_request, run_pair
+from raddiff_orchestrator.agent.results import AnalysisResult, Evaluation, FindingResult, Histogram, StoredResult
 
 
 def finding(rank: int, q: float | None, supported: bool | None, score: int | None = None) -> RankedFinding:
@@ -94,13 +95,28 @@ class FakeOrchestrator:
         return self.view
 
 
+def _finding_json(rank: int, text: str, q: float, **specific: Any) -> dict[str, Any]:
+    histogram = Histogram([0.0, 1.0], [1], [1])
+    item = FindingResult(
+        rank=rank, finding=text, auroc=0.7, auroc_ci=[0.6, 0.8], ci_level=0.95, p_value=q / 2, q_value=q,
+        t_statistic=2.0, effect_size=0.5, t_p_value=0.01, mean_a=0.3, mean_b=0.2, chexzero_auroc=None,
+        iteration=1, origin="proposal", histogram=histogram, scores=None, most_a_like=[], least_a_like=[],
+        **specific,
+    )  # fmt: skip
+    return AnalysisResult(config={}, findings=[item]).to_json()["findings"][0]  # type: ignore[no-any-return]
+
+
+# A result as the orchestrator serves it (raddiff.result/1), its second finding as an orchestrator that predates
+# the specificity test wrote it: no `supported`, no specific_* keys.
 RESULTS = {
+    **AnalysisResult(
+        config={}, verdict="no supported difference found", evaluation=Evaluation([2, 0], 1.0, 1.0, "semantic")
+    ).to_json(),
     "findings": [
-        {"finding": "effusion", "q_value": 0.01, "supported": False, "specific_auroc": 0.52, "specific_q_value": 0.4},
-        {"finding": "line", "q_value": 0.2},  # an orchestrator that predates `supported`
+        _finding_json(1, "effusion", 0.01, supported=False, specific_auroc=0.52, specific_q_value=0.4),
+        {k: v for k, v in _finding_json(2, "line", 0.2).items() if k != "supported" and not k.startswith("specific")},
     ],
-    "verdict": "no supported difference found",
-    "evaluation": {"scores": [2, 0], "backend": "semantic"},
+    "stage_seconds": {"rank": 0.5},
 }
 
 
@@ -124,7 +140,17 @@ def test_a_positive_pair_is_judged_and_the_fdr_defaults_to_005() -> None:
     result = asyncio.run(run_pair(fake, pair, RunOptions(config={})))  # type: ignore[arg-type]
     assert result.scores == [2, 0] and not result.null and result.fdr == 0.05
     assert [f.score for f in result.findings] == [2, 0]
-    assert ranked_findings(RESULTS)[0].supported is False
+    assert ranked_findings(StoredResult.from_json(RESULTS))[0].supported is False
+
+
+def test_a_result_not_in_the_result_models_shape_fails_the_pair_and_says_why() -> None:
+    pair = ImagePair(0, "p", "easy", "s1", "s2", ("/a.png",), ("/b.png",))
+    broken = {**RESULTS, "findings": [{"finding": "effusion", "q_value": 0.01}]}  # no rank, AUROC, ...
+    fake = FakeOrchestrator({"status": "succeeded", "config": {}, "results": broken})
+    result = asyncio.run(run_pair(fake, pair, RunOptions(config={})))  # type: ignore[arg-type]
+    assert result.status == "failed" and not result.bad_input
+    assert result.error is not None and result.error.startswith("the orchestrator's result cannot be read: Validat")
+    assert "findings.0.auroc" in result.error
 
 
 # -- calibration arithmetic ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from raddiff_kit.settings import SharedSettings
 from raddiff_orchestrator.agent.ports import Progress
+from raddiff_orchestrator.agent.results import AnalysisResult
 from raddiff_orchestrator.agent.task import AnalysisTask
 from raddiff_orchestrator.app import create_app
 from raddiff_orchestrator.settings import OrchestratorSettings, ServiceTargets
@@ -134,7 +135,11 @@ class GatedRunner:
             raise self.fail_with
         await progress("second", 0.75)
         self.finished.append(task.set_a.name)
-        return {"ran": task.set_a.name, "images": [len(task.set_a.uris), len(task.set_b.uris)]}
+        # A valid raddiff.result/1 (the API serves results typed), with no findings; "ran" and "images" record
+        # what it ran for tests that read the store (the API drops keys the result model does not know).
+        ranked = {"a": len(task.set_a.uris), "b": len(task.set_b.uris)}
+        result = AnalysisResult(config={}, proposer="gated", ranked_images=ranked, notes=[f"ran {task.set_a.name}"])
+        return {**result.to_json(), "ran": task.set_a.name, "images": [ranked["a"], ranked["b"]]}
 
 
 # -- the app ---------------------------------------------------------------------------------

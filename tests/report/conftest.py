@@ -144,6 +144,21 @@ def build_result(set_a: list[str], set_b: list[str], zoom_grid: str, crops: list
     return result.to_json()
 
 
+# The keys added to raddiff.result/1 since its first release; a result stored before them lacks them.
+NEWER_FINDING_KEYS = {
+    "effect_size", "specific_auroc", "specific_auroc_ci", "specific_effect_size", "specific_p_value",
+    "specific_q_value", "supported", "support",
+}  # fmt: skip
+NEWER_RESULT_KEYS = {"supported", "verdict"}
+
+
+def first_release(result: dict[str, Any]) -> dict[str, Any]:
+    """The result as the first release's agent stored it: none of the newer keys."""
+    old = {k: v for k, v in result.items() if k not in NEWER_RESULT_KEYS}
+    old["findings"] = [{k: v for k, v in f.items() if k not in NEWER_FINDING_KEYS} for f in result["findings"]]
+    return old
+
+
 @pytest.fixture(scope="module")
 def analyses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Analyses]:
     base = tmp_path_factory.mktemp("report")

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from raddiff_orchestrator.agent.results import AnalysisResult
+
 Status = Literal["succeeded", "failed"]
 DEFAULT_FDR = 0.05  # the orchestrator's ranker.fdr default
 
@@ -81,25 +83,24 @@ class PairResult:
         return {**asdict(self), "acc_at_1": self.acc_at_1, "acc_at_5": self.acc_at_5, "seconds": round(self.seconds, 3)}
 
 
-def ranked_findings(results: dict[str, Any]) -> list[RankedFinding]:
-    """The ranked findings of an analysis result (GET /v1/analyses/{id} `results`), best first."""
-    out = []
-    for rank, item in enumerate(results.get("findings") or [], 1):
-        ci = item.get("auroc_ci")
-        out.append(
-            RankedFinding(
-                rank=int(item.get("rank", rank)),
-                finding=str(item["finding"]),
-                auroc=item.get("auroc"),
-                auroc_ci=list(ci) if ci else None,
-                p_value=item.get("p_value"),
-                q_value=item.get("q_value"),
-                supported=item.get("supported"),
-                specific_auroc=item.get("specific_auroc"),
-                specific_q_value=item.get("specific_q_value"),
-            )
+def ranked_findings(results: AnalysisResult) -> list[RankedFinding]:
+    """The ranked findings of an analysis result (GET /v1/analyses/{id} `results`, read with
+    StoredResult.from_json), best first."""
+    return [
+        RankedFinding(
+            rank=item.rank,
+            finding=item.finding,
+            auroc=item.auroc,
+            auroc_ci=list(item.auroc_ci) or None,
+            p_value=item.p_value,
+            q_value=item.q_value,
+            # None, not the model's default False, where the orchestrator ran no specificity test (an older one).
+            supported=item.supported if item.specificity_tested else None,
+            specific_auroc=item.specific_auroc,
+            specific_q_value=item.specific_q_value,
         )
-    return out
+        for item in results.findings
+    ]
 
 
 def ranker_fdr(*configs: dict[str, Any] | None) -> float:

@@ -20,6 +20,7 @@ from raddiff_bench.config import judge_backend, wants_reports
 from raddiff_bench.pairs import BadInput, ImagePair, image_reports
 from raddiff_bench.results import PairResult, ranked_findings, ranker_fdr
 from raddiff_orchestrator.agent.ports import DependencyError, Judge
+from raddiff_orchestrator.agent.results import StoredResult
 from raddiff_orchestrator.clients import ServiceClients
 
 
@@ -116,18 +117,18 @@ async def _run(
         raise
     if view["status"] != "succeeded":
         return result.fail(f"analysis {view['status']}: {view.get('error') or 'no error recorded'}")
-    results = view.get("results") or {}
-    result.proposer = str(results.get("proposer", ""))
-    result.notes = [str(n) for n in results.get("notes") or []]
+    # The orchestrator's own result model: a result not in its shape raises ValidationError (a ValueError).
+    results = StoredResult.from_json(view.get("results"))
+    result.proposer = results.proposer
+    result.notes = list(results.notes)
     result.findings = ranked_findings(results)
     result.fdr = ranker_fdr(view.get("config"), options.config)
-    result.verdict = str(results.get("verdict") or "")
+    result.verdict = results.verdict
     if pair.null:
         return result.judged([], "none", "none")
-    evaluation = results.get("evaluation")
-    if evaluation is None:
+    if results.evaluation is None:
         return await judge_result(result, judge, judge_backend(options.config))
-    return result.judged(evaluation.get("scores") or [], str(evaluation.get("backend", "")), "orchestrator")
+    return result.judged(results.evaluation.scores, results.evaluation.backend, "orchestrator")
 
 
 async def _cancel_quietly(orch: Orchestrator, analysis_id: str) -> None:

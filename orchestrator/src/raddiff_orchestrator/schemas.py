@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raddiff_orchestrator.agent.config import AgentConfig
+from raddiff_orchestrator.agent.results import StoredResult
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 _NonEmpty = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -96,7 +97,11 @@ class AnalysisSummary(BaseModel):
 class AnalysisView(AnalysisSummary):
     ground_truth: dict[str, str] | None
     config: dict[str, Any]
-    results: dict[str, Any] | None
+    # The agent's own result model (raddiff.result/1 plus the worker's stage_seconds), so that the OpenAPI
+    # schema shows every field; a stored result is validated into it as it is served.
+    results: StoredResult | None = Field(
+        description="the analysis's result (raddiff_orchestrator.agent.results), null until it has succeeded"
+    )
 
 
 class AnalysisPage(BaseModel):

@@ -2,6 +2,14 @@
 the HTML evidence report (raddiff_orchestrator.report) renders. `AnalysisResult.to_json()` is the
 only way a result leaves the agent, so this module is the contract between them.
 
+One typed model serves every side: the classes below are pydantic dataclasses, so the agent builds them
+like plain dataclasses (by keyword or position), the REST API declares `StoredResult` as the schema of
+`results` (OpenAPI shows every field), and the report and the harness read a stored result back with
+`StoredResult.from_json(...)` (validated, attributes instead of dict lookups). Every field added after
+the first release has a default, so a result stored by an older agent still loads: `effect_size`
+(null), the specificity fields (null / false / ""), `supported` (0) and `verdict` (""). Unknown keys are
+ignored, so a result written by a newer agent loads too (without them).
+
 Shape of `AnalysisResult.to_json()` (schema "raddiff.result/1"; every float rounded to 6 places):
 
     schema            "raddiff.result/1"
@@ -20,6 +28,10 @@ Shape of `AnalysisResult.to_json()` (schema "raddiff.result/1"; every float roun
     notes             [str]: every repair, retry, fallback and skipped step, in the order they happened
     cache             {"image_hits", "image_misses", "text_hits", "text_misses"}: embedding cache use
 
+A StoredResult (what the orchestrator stores and GET /v1/analyses/{id} serves) is an AnalysisResult plus
+
+    stage_seconds     {stage: seconds}: wall time per pipeline stage, added by the worker as it stores it
+
 A FindingResult (one ranked finding):
 
     rank              1-based
@@ -33,7 +45,8 @@ A FindingResult (one ranked finding):
     q_value           Benjamini-Hochberg q-value of p_value over all findings of this result
     t_statistic       Welch's t of the scores, A minus B
     t_p_value         its two-sided p-value
-    effect_size       Cohen's d of the scores, A minus B (pooled SD); ranker.order "effect_size" sorts by it
+    effect_size       Cohen's d of the scores, A minus B (pooled SD); ranker.order "effect_size" sorts by it;
+                      null only in results stored before it existed
     mean_a, mean_b    mean score of A's and B's images
     chexzero_auroc    AUROC of softmax([sim(finding), sim("no " + finding)]), or null when not computed
     specific_auroc    AUROC of the cosine less its projection on the sets' common shift (the leading direction
@@ -43,7 +56,8 @@ A FindingResult (one ranked finding):
     specific_effect_size  Cohen's d of those residuals, A minus B: what the specificity test compares
     specific_p_value  one-sided p of that d against the residual d of control statements naming other things
     specific_q_value  Benjamini-Hochberg over all findings of this result
-    supported         q_value and specific_q_value both below ranker.fdr (and both AUROCs above 0.5)
+    supported         q_value and specific_q_value both below ranker.fdr (and both AUROCs above 0.5);
+                      meaningful only where specific_auroc is not null (FindingResult.specificity_tested)
     support           why or why not, in words ("moves with every text: specific AUROC 0.51, q 0.62")
     iteration         the iteration (1-based) whose proposals contained this finding
     origin            "proposal" or "refinement" (proposed from zoom grids of a visual search)
@@ -88,13 +102,21 @@ scratch store, RADDIFF_SCRATCH_DIR/<sha256>.png).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, field
+from functools import cache
+from typing import Any, Literal, Self
+
+from pydantic import ConfigDict, TypeAdapter
+from pydantic.dataclasses import dataclass
 
 SCHEMA = "raddiff.result/1"
 
+# Unknown keys are dropped rather than refused: a result stored by a newer agent (say, before a rollback)
+# must still be served and rendered, with the fields this version knows.
+_LENIENT = ConfigDict(extra="ignore")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=_LENIENT)
 class BoxOut:
     x0: float
     y0: float
@@ -102,21 +124,21 @@ class BoxOut:
     y1: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_LENIENT)
 class ImageScore:
     uri: str
     group: str  # "a" or "b"
     score: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_LENIENT)
 class Histogram:
     edges: list[float]
     a: list[int]
     b: list[int]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_LENIENT)
 class VisualSearch:
     finding: str
     auroc: float
@@ -127,13 +149,13 @@ class VisualSearch:
     captions: dict[str, list[str]] = field(default_factory=lambda: {"a": [], "b": []})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_LENIENT)
 class RankedBrief:
     finding: str
     auroc: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_LENIENT)
 class Evaluation:
     scores: list[int]
     acc_at_1: float
@@ -142,7 +164,7 @@ class Evaluation:
     rationales: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_LENIENT)
 class FindingResult:
     rank: int
     finding: str
@@ -152,7 +174,9 @@ class FindingResult:
     p_value: float
     q_value: float
     t_statistic: float
-    effect_size: float
+    # Keyword-only so that it can default (results stored before Cohen's d lack it) while keeping its place
+    # in the field order, which is the JSON's key order, and every other field's position in the constructor.
+    effect_size: float | None = field(default=None, kw_only=True)
     t_p_value: float
     mean_a: float
     mean_b: float
@@ -172,8 +196,14 @@ class FindingResult:
     supported: bool = False
     support: str = ""
 
+    @property
+    def specificity_tested(self) -> bool:
+        """Whether `supported` is a verdict: false for results stored before the specificity test and for runs
+        scored without the control statements, where `supported` is only its default."""
+        return self.specific_auroc is not None
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=_LENIENT)
 class ProposalRound:
     round: int
     sample_a: list[str]
@@ -183,7 +213,7 @@ class ProposalRound:
     proposed: list[str]
 
 
-@dataclass
+@dataclass(config=_LENIENT)
 class IterationResult:
     index: int
     feedback: list[RankedBrief] = field(default_factory=list)
@@ -194,8 +224,11 @@ class IterationResult:
     evaluation: Evaluation | None = None
 
 
-@dataclass
+@dataclass(config=_LENIENT)
 class AnalysisResult:
+    # First in the field order, so first in the JSON as it always was; keyword-only, so `config` stays the
+    # first positional argument.
+    schema: Literal["raddiff.result/1"] = field(default=SCHEMA, kw_only=True)
     config: dict[str, Any]
     proposer: str = ""
     embedding_model: str = ""
@@ -211,7 +244,26 @@ class AnalysisResult:
     cache: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **_rounded(asdict(self))}
+        return _rounded(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        """A result as JSON (to_json's output, as stored) back into the model; raises pydantic.ValidationError
+        (a ValueError) where it is not a raddiff.result/1."""
+        return _adapter(cls).validate_python(data)  # type: ignore[no-any-return]
+
+
+@dataclass(config=_LENIENT)
+class StoredResult(AnalysisResult):
+    """The result as the orchestrator stores and serves it: the agent's, plus the worker's time per stage."""
+
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@cache
+def _adapter(cls: type) -> TypeAdapter[Any]:
+    # Building a validator is costly; one per class, on first use.
+    return TypeAdapter(cls)
 
 
 def _rounded(value: Any) -> Any:

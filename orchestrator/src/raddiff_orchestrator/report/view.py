@@ -1,15 +1,17 @@
 """From a stored analysis (its record, task and result JSON) to what the report template shows.
 
-The result's structure is raddiff_orchestrator.agent.results ("raddiff.result/1"). The report reads it
-as JSON, with defaults for every key, so that a result written by an older agent still renders.
+The result is read into the agent's own model (raddiff_orchestrator.agent.results.StoredResult,
+"raddiff.result/1"), whose defaults for every field added since the first release let a result written
+by an older agent still render.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from raddiff_orchestrator.agent.results import FindingResult, ImageScore, ProposalRound, StoredResult, VisualSearch
 from raddiff_orchestrator.report.images import analysis_images
 from raddiff_orchestrator.report.plots import auroc_by_iteration, score_histogram
 
@@ -80,7 +82,7 @@ class Iteration:
     index: int
     feedback: list[tuple[str, float | None]]
     searches: list[Search]
-    rounds: list[dict[str, Any]]
+    rounds: list[ProposalRound]
     deduplicated: int
     ranked: list[tuple[str, float | None]]
     acc_at_1: float | None
@@ -114,106 +116,70 @@ class ReportView:
 
 
 def build_view(record: Any) -> ReportView:
-    """record: a store.AnalysisRecord of a succeeded analysis (its task and result loaded)."""
+    """record: a store.AnalysisRecord of a succeeded analysis (its task and result loaded).
+
+    Raises pydantic.ValidationError (a ValueError) where the stored result is not a raddiff.result/1."""
     task: dict[str, Any] = record.task or {}
-    result: dict[str, Any] = record.result or {}
-    index = {uri: n for n, uri in enumerate(analysis_images(task, result))}
+    result = StoredResult.from_json(record.result)
+    # The image index works on the stored JSON: it collects every uri under the result's uri keys.
+    index = {uri: n for n, uri in enumerate(analysis_images(task, record.result))}
     names = (task.get("set_a") or {}).get("name") or "A", (task.get("set_b") or {}).get("name") or "B"
     sizes = [len((task.get(key) or {}).get("uris", [])) for key in ("set_a", "set_b")]
-    ranked = result.get("ranked_images") or {}
-    evaluation = result.get("evaluation") or {}
-    judged = evaluation.get("scores") or []
+    judged = result.evaluation.scores if result.evaluation else []
     context_uri = next(iter((task.get("set_a") or {}).get("uris", [])), "")
 
     def url(uri: str, size: int = 256) -> str | None:
         n = index.get(uri)
         return None if n is None else f"images/{n}?size={size}"
 
-    def thumbs(entries: list[dict[str, Any]]) -> list[Thumb]:
-        out = []
-        for entry in entries:
-            link = url(entry.get("uri", ""))
-            if link:
-                out.append(Thumb(link, str(entry.get("group", "")).upper(), entry.get("score"), entry.get("uri", "")))
-        return out
+    def thumbs(entries: list[ImageScore]) -> list[Thumb]:
+        links = ((url(e.uri), e) for e in entries)
+        return [Thumb(link, e.group.upper(), e.score, e.uri) for link, e in links if link]
 
-    def search(entry: dict[str, Any]) -> Search:
-        crops = entry.get("crop_uris") or {}
+    def search(entry: VisualSearch) -> Search:
         return Search(
-            finding=entry.get("finding", ""),
-            auroc=entry.get("auroc"),
-            box=entry.get("box") or {"x0": 0.0, "y0": 0.0, "x1": 1.0, "y1": 1.0},
-            backend=entry.get("backend", ""),
-            grid_url=url(entry.get("grid_uri", ""), 1024),
-            crops_a=len(crops.get("a", [])),
-            crops_b=len(crops.get("b", [])),
+            finding=entry.finding,
+            auroc=entry.auroc,
+            box=asdict(entry.box),
+            backend=entry.backend,
+            grid_url=url(entry.grid_uri, 1024),
+            crops_a=len(entry.crop_uris.get("a", [])),
+            crops_b=len(entry.crop_uris.get("b", [])),
             context_url=url(context_uri, 256),
-            thumb_url=url(entry.get("grid_uri", ""), 320),
+            thumb_url=url(entry.grid_uri, 320),
         )
 
-    iteration_searches = [search(s) for item in result.get("iterations") or [] for s in item.get("searches") or []]
+    iteration_searches = [search(s) for item in result.iterations for s in item.searches]
 
     findings = []
-    for position, item in enumerate(result.get("findings") or []):
-        histogram = item.get("histogram") or {}
-        findings.append(
-            Finding(
-                rank=item.get("rank", position + 1),
-                text=item.get("finding", ""),
-                auroc=item.get("auroc"),
-                ci=list(item.get("auroc_ci") or []),
-                ci_level=item.get("ci_level", 0.95),
-                p_value=item.get("p_value"),
-                q_value=item.get("q_value"),
-                t_statistic=item.get("t_statistic"),
-                t_p_value=item.get("t_p_value"),
-                effect_size=item.get("effect_size"),
-                mean_a=item.get("mean_a"),
-                mean_b=item.get("mean_b"),
-                chexzero_auroc=item.get("chexzero_auroc"),
-                specific_auroc=item.get("specific_auroc"),
-                specific_ci=list(item.get("specific_auroc_ci") or []),
-                specific_q_value=item.get("specific_q_value"),
-                supported=item.get("supported") if "specific_auroc" in item else None,
-                support=str(item.get("support", "")),
-                iteration=item.get("iteration"),
-                origin=item.get("origin", "proposal"),
-                judged=judged[position] if position < len(judged) else None,
-                histogram_svg=score_histogram(
-                    histogram.get("edges", []), histogram.get("a", []), histogram.get("b", []),
-                    item.get("mean_a"), item.get("mean_b"),
-                ),
-                most=thumbs(item.get("most_a_like") or []),
-                least=thumbs(item.get("least_a_like") or []),
-                searches=[search(s) for s in item.get("searches") or []],
-            )
-        )
-        found = findings[-1]
+    for position, item in enumerate(result.findings):
+        found = _finding(item, judged[position] if position < len(judged) else None)
+        found.most, found.least = thumbs(item.most_a_like), thumbs(item.least_a_like)
+        found.searches = [search(s) for s in item.searches]
         led_to = {s.grid_url for s in found.searches}
         looks = [s for s in iteration_searches if s.finding == found.text and s.grid_url not in led_to]
         found.looks = looks[:LOOKS_PER_FINDING]
+        findings.append(found)
 
     iterations = []
-    for item in result.get("iterations") or []:
-        evaluation_i = item.get("evaluation") or {}
-        feedback = [(b.get("finding", ""), b.get("auroc")) for b in item.get("feedback") or []]
+    for it in result.iterations:
+        feedback = [(b.finding, b.auroc) for b in it.feedback]
         order = {text: n for n, (text, _) in enumerate(feedback)}
         iterations.append(
             Iteration(
-                index=item.get("index", len(iterations) + 1),
+                index=it.index,
                 feedback=feedback,
                 # Each round searched every fed-back finding: a finding's rounds side by side, in feedback order.
-                searches=sorted(
-                    (search(s) for s in item.get("searches") or []), key=lambda s: order.get(s.finding, len(order))
-                ),
-                rounds=list(item.get("rounds") or []),
-                deduplicated=len(item.get("deduplicated") or []),
-                ranked=[(b.get("finding", ""), b.get("auroc")) for b in item.get("ranked") or []],
-                acc_at_1=evaluation_i.get("acc_at_1"),
-                acc_at_5=evaluation_i.get("acc_at_5"),
+                searches=sorted((search(s) for s in it.searches), key=lambda s: order.get(s.finding, len(order))),
+                rounds=list(it.rounds),
+                deduplicated=len(it.deduplicated),
+                ranked=[(b.finding, b.auroc) for b in it.ranked],
+                acc_at_1=it.evaluation.acc_at_1 if it.evaluation else None,
+                acc_at_5=it.evaluation.acc_at_5 if it.evaluation else None,
             )
         )
     history = [[a for _, a in it.ranked[:5] if a is not None] for it in iterations]
+    evaluation = result.evaluation
 
     return ReportView(
         title=record.name or f"Analysis {record.id}",
@@ -222,22 +188,52 @@ def build_view(record: Any) -> ReportView:
         set_b=names[1],
         images_a=sizes[0],
         images_b=sizes[1],
-        ranked_a=int(ranked.get("a", 0)),
-        ranked_b=int(ranked.get("b", 0)),
+        ranked_a=int(result.ranked_images.get("a", 0)),
+        ranked_b=int(result.ranked_images.get("b", 0)),
         finished=_when(record.finished_at),
-        proposer=result.get("proposer", ""),
-        embedding_model=result.get("embedding_model", ""),
+        proposer=result.proposer,
+        embedding_model=result.embedding_model,
         ground_truth=task.get("ground_truth"),
         findings=findings,
         detailed=min(DETAILED_FINDINGS, len(findings)),
         iterations=iterations,
         history_svg=auroc_by_iteration(history) if any(history) else "",
-        acc_at_1=evaluation.get("acc_at_1"),
-        acc_at_5=evaluation.get("acc_at_5"),
-        judge_backend=evaluation.get("backend", ""),
-        verdict=str(result.get("verdict", "")),
-        config_rows=_flatten(result.get("config") or (task.get("config") or {})),
-        notes=[str(n) for n in result.get("notes") or []],
+        acc_at_1=evaluation.acc_at_1 if evaluation else None,
+        acc_at_5=evaluation.acc_at_5 if evaluation else None,
+        judge_backend=evaluation.backend if evaluation else "",
+        verdict=result.verdict,
+        config_rows=_flatten(result.config or (task.get("config") or {})),
+        notes=list(result.notes),
+    )
+
+
+def _finding(item: FindingResult, judged: int | None) -> Finding:
+    """One finding's statistics (its images and searches are added by build_view, which knows their urls)."""
+    histogram = item.histogram
+    return Finding(
+        rank=item.rank,
+        text=item.finding,
+        auroc=item.auroc,
+        ci=list(item.auroc_ci),
+        ci_level=item.ci_level,
+        p_value=item.p_value,
+        q_value=item.q_value,
+        t_statistic=item.t_statistic,
+        t_p_value=item.t_p_value,
+        effect_size=item.effect_size,
+        mean_a=item.mean_a,
+        mean_b=item.mean_b,
+        chexzero_auroc=item.chexzero_auroc,
+        specific_auroc=item.specific_auroc,
+        specific_ci=list(item.specific_auroc_ci or []),
+        specific_q_value=item.specific_q_value,
+        # Without the specificity test (an older result) `supported` is only its default: show no mark.
+        supported=item.supported if item.specificity_tested else None,
+        support=item.support,
+        iteration=item.iteration,
+        origin=item.origin,
+        judged=judged,
+        histogram_svg=score_histogram(histogram.edges, histogram.a, histogram.b, item.mean_a, item.mean_b),
     )
 
 
