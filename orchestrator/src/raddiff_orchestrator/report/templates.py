@@ -105,9 +105,11 @@ finding does not separate the sets, 1.0 means every image of A scores above ever
 <b>p</b> is the chance of an AUROC this high if the finding did not separate the sets (a permutation test);
 <b>q</b> is p corrected for testing {{ v.findings|length }} findings at once.
 <b>Specific AUROC</b> asks whether the finding tracks the difference more than statements about other things
-do: every sentence's scores move with whatever separates the sets, so each image's score is taken less its mean
-score over control statements (other findings, other devices). A finding is <b>supported</b> only where both the
-AUROC and the specific AUROC are significant at the false discovery rate.</p>
+do: every sentence's scores move with whatever separates the sets, so the shift that sentences about other
+findings, devices and bones share is taken out of each image's score first. What remains is small; sentences
+about unrelated things keep about 0.5 or less of it, so a finding is specific when it stays clearly above them
+(its own q, against those sentences). A finding is <b>supported</b> only where both the AUROC and the
+specificity are significant at the false discovery rate.</p>
 {% if v.verdict %}<p class="verdict">{{ v.verdict[:1]|upper }}{{ v.verdict[1:] }}.</p>{% endif %}
 {% macro finding_table(rows, linked) %}
 <table>
