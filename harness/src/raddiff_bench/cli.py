@@ -5,9 +5,10 @@
   raddiff-bench run --reports-jsonl REPORTS.jsonl --evaluator HOST:PORT [--pairs ...] [--out ...]
   raddiff-bench run-pair --jsonl BENCH.jsonl --index I --orchestrator URL [...]
   raddiff-bench compare --jsonl BENCH.jsonl --orchestrator URL --config CANDIDATE.yaml --config REFERENCE.yaml
-                    [--pairs ...] [--concurrency N] [--out comparison.json] [...]
+                    [--pairs ...] [--concurrency N] [--seeds 0,1,2] [--out comparison.json] [...]
   raddiff-bench protocol --data DIR --orchestrator URL --config CANDIDATE.yaml --config REFERENCE.yaml
-                    [--splits dev,generalisation,null] [--final] [--workers N] [--out protocol.json] [...]
+                    [--splits dev,generalisation,null] [--final] [--seeds 0,1,2] [--workers N] [--out protocol.json]
+                    [...]
 
 Exit codes: 0 every pair succeeded; 1 a pair failed (run: the table is still printed and written);
 3 bad input (a malformed pair or JSONL, a missing file, a bad config, the orchestrator's 4xx), which the
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from raddiff_bench import protocol
+from raddiff_bench import multiseed, protocol
 from raddiff_bench.client import Orchestrator
 from raddiff_bench.config import judge_backend, read_config, with_judge_backend
 from raddiff_bench.pairs import BadInput, load_image_pair, load_image_pairs, load_report_pairs
@@ -59,7 +60,10 @@ def _progress(total: int) -> Any:
 
 
 def _options(args: argparse.Namespace, config: Path | None) -> RunOptions:
-    agent_config = with_judge_backend(read_config(config), args.judge_backend)
+    # `seed` is set by --seeds (compare, protocol) for one run of several; otherwise the config's own seed.
+    agent_config = multiseed.with_seed(
+        with_judge_backend(read_config(config), args.judge_backend), multiseed.seed_of(args)
+    )
     return RunOptions(config=agent_config, timeout_s=args.timeout, poll_s=args.poll)
 
 
@@ -119,29 +123,45 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Two configs over the same pairs, one after the other, and the first's accuracies beside the second's."""
+    """Two configs over the same pairs, one after the other, and the first's accuracies beside the second's; with
+    --seeds, both once per seed and the comparison's mean and spread over the seeds."""
     if len(args.configs) != 2:
         raise _Usage("compare takes exactly two --config files: the candidate, then the reference")
-    runs = []
-    for config in args.configs:
-        title, run, results = asyncio.run(_run_images(args, config))
-        rows = summarize(results)
-        print(render(title, rows, results) + "\n")
-        runs.append((title, run, rows, results))
-    comparison = compare(runs[0][2], runs[1][2])
-    print(render_comparison(args.configs[0].name, args.configs[1].name, comparison))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+    seeds = multiseed.seeds_of(args)
+    several = len(seeds) > 1
+    runs, documents, per_seed = [], [], []
+    for seed in seeds:
+        pair_rows = []
+        for config in args.configs:
+            title, run, results = asyncio.run(_run_images(multiseed.seeded(args, seed), config))
+            title += f" [seed {seed}]" if several else ""
+            rows = summarize(results)
+            print(render(title, rows, results) + "\n")
+            runs.append(results)
+            documents.append(multiseed.tagged(report(title, run, rows, results), config, seed, several))
+            pair_rows.append(rows)
+        per_seed.append(compare(pair_rows[0], pair_rows[1]))
+    candidate, reference = args.configs[0].name, args.configs[1].name
+    if several:
+        rows_over_seeds = {args.jsonl.name: multiseed.compare_over_seeds(per_seed)}
+        print(multiseed.render_accuracy(candidate, reference, args.seeds, rows_over_seeds))
+        document = multiseed.compare_document(
+            str(args.configs[0]), str(args.configs[1]), args.seeds, per_seed, documents
+        )
+    else:
+        print(render_comparison(candidate, reference, per_seed[0]))
         document = {
             "schema": "raddiff.bench-compare/1",
             "candidate": str(args.configs[0]),
             "reference": str(args.configs[1]),
-            "comparison": comparison_json(comparison),
-            "runs": [report(*run) for run in runs],
+            "comparison": comparison_json(per_seed[0]),
+            "runs": documents,
         }
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=1) + "\n")
         print(f"wrote {args.out}")
-    return EXIT_OK if all(r.status == "succeeded" for run in runs for r in run[3]) else EXIT_FAILED
+    return EXIT_OK if all(r.status == "succeeded" for results in runs for r in results) else EXIT_FAILED
 
 
 def cmd_protocol(args: argparse.Namespace) -> int:
@@ -158,28 +178,49 @@ def cmd_protocol(args: argparse.Namespace) -> int:
         for split in splits
     }
     names = [str(c) for c in args.configs]
-    runs: dict[str, list[list[PairResult]]] = {}
-    reports: dict[str, list[dict[str, Any]]] = {}
-    for split in splits:
-        configs = args.configs if split != "null" or args.null_with_reference else args.configs[:1]
-        runs[split], reports[split] = [], []
-        for config in configs:
-            print(f"== {split}: {config}", file=sys.stderr)
-            title, run, results = asyncio.run(_run_images(_split_args(args, split), config, data[split]))
-            runs[split].append(results)
-            reports[split].append(report(title, run, summarize(results), results))
-    table = protocol.accuracy(runs)
-    rows = protocol.calibration(names, runs)
-    if table:
-        print(protocol.render_accuracy(args.configs[0].name, args.configs[1].name, table) + "\n")
-    print(protocol.render_calibration(rows))
+    seeds = multiseed.seeds_of(args)
+    several = len(seeds) > 1
+    # Per seed, in the one-run shape (split -> [candidate's results, reference's]), so that each seed's tables
+    # are protocol.accuracy's and protocol.calibration's and one seed is exactly the one-run protocol.
+    per_seed: list[dict[str, list[list[PairResult]]]] = []
+    reports: dict[str, list[dict[str, Any]]] = {split: [] for split in splits}
+    for seed in seeds:
+        runs: dict[str, list[list[PairResult]]] = {}
+        for split in splits:
+            configs = args.configs if split != "null" or args.null_with_reference else args.configs[:1]
+            runs[split] = []
+            for config in configs:
+                print(f"== {split}: {config}" + (f" (seed {seed})" if seed is not None else ""), file=sys.stderr)
+                title, run, results = asyncio.run(
+                    _run_images(multiseed.seeded(_split_args(args, split), seed), config, data[split])
+                )
+                title += f" [seed {seed}]" if several else ""
+                runs[split].append(results)
+                reports[split].append(
+                    multiseed.tagged(report(title, run, summarize(results), results), config, seed, several)
+                )
+        per_seed.append(runs)
+    tables = [protocol.accuracy(runs) for runs in per_seed]
+    calibrations = [protocol.calibration(names, runs) for runs in per_seed]
+    candidate, reference = args.configs[0].name, args.configs[1].name
+    paths = {split: str(path) for split, path in data.items()}
+    if several:
+        if tables[0]:
+            table = multiseed.accuracy_over_seeds(tables)
+            print(multiseed.render_accuracy(candidate, reference, args.seeds, table) + "\n")
+        print(multiseed.render_calibration(args.seeds, multiseed.calibration_over_seeds(calibrations)))
+        document = multiseed.protocol_document(names, args.final, args.seeds, paths, reports, tables, calibrations)
+    else:
+        if tables[0]:
+            print(protocol.render_accuracy(candidate, reference, tables[0]) + "\n")
+        print(protocol.render_calibration(calibrations[0]))
+        document = protocol.document(names, args.final, paths, reports, tables[0], calibrations[0])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        paths = {split: str(path) for split, path in data.items()}
-        document = protocol.document(names, args.final, paths, reports, table, rows)
         args.out.write_text(json.dumps(document, indent=1) + "\n")
         print(f"wrote {args.out}")
-    return EXIT_OK if all(r.status == "succeeded" for run in runs.values() for rs in run for r in rs) else EXIT_FAILED
+    failed = any(r.status != "succeeded" for runs in per_seed for split in runs.values() for rs in split for r in rs)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _split_args(args: argparse.Namespace, split: str) -> argparse.Namespace:
@@ -288,6 +329,7 @@ def _protocol_parser(sub: Any) -> None:
     cmd.add_argument("--per-set", type=_positive, help="images per set, overriding the specs (small trial runs)")
     cmd.add_argument("--size", type=_positive, help="image size, overriding the specs (small trial runs)")
     cmd.add_argument("--concurrency", type=_positive, default=2, help="pairs in flight at once")
+    multiseed.add_seeds_option(cmd)
     cmd.add_argument("--out", type=Path, help="write every run, the accuracies and the calibration as one JSON")
     cmd.set_defaults(pairs=None)
     _common(cmd, one_config=False)  # --image-root: where the orchestrator sees --data
@@ -315,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     both.add_argument("--jsonl", type=Path, required=True)
     both.add_argument("--pairs", type=_ids, help="comma-separated pair ids (default: every pair)")
     both.add_argument("--concurrency", type=_positive, default=2, help="pairs in flight at once")
+    multiseed.add_seeds_option(both)
     both.add_argument("--out", type=Path, help="write both tables, every pair and the comparison as JSON")
     _common(both, one_config=False)
     _configs(both)

@@ -226,15 +226,21 @@ def render_calibration(rows: Sequence[CalibrationRow]) -> str:
             f"{row.config:<24}{row.measure:<22}{row.split:<16}{row.pairs:>6}{row.failed:>7}"
             f"{_num(row.before):>8}{_num(row.after):>8}"
         )
-    lines.append(
+    lines.extend(calibration_note(sum(r.missing for r in rows)))
+    return "\n".join(lines)
+
+
+def calibration_note(missing: int) -> list[str]:
+    """The lines under a calibration table (one seed's or several's): what the measures are, and how many findings
+    came without a `supported` field."""
+    lines = [
         f"null share: null pairs with any supported finding (target <= {NULL_TARGET:.0%}); false support: top-{TOP_K} "
         f"findings judged 0 yet supported, per positive pair; true support: positive pairs with a supported "
         f"top-{TOP_K} finding judged 1 or 2."
-    )
-    missing = sum(r.missing for r in rows)
+    ]
     if missing:
         lines.append(f"{missing} finding(s) came without a `supported` field and count as not supported (after).")
-    return "\n".join(lines)
+    return lines
 
 
 def _num(value: float | None) -> str:
