@@ -215,7 +215,8 @@ def _calibration_row(config: str, measure: str, split: str, results: Sequence[Pa
 
 
 def render_calibration(rows: Sequence[CalibrationRow]) -> str:
-    header = f"{'config':<24}{'measure':<22}{'split':<16}{'pairs':>6}{'failed':>7}{'before':>8}{'after':>8}"
+    width = max([24, *(len(r.config) + 2 for r in rows)])  # config paths are as long as their folders
+    header = f"{'config':<{width}}{'measure':<22}{'split':<16}{'pairs':>6}{'failed':>7}{'before':>8}{'after':>8}"
     lines = [
         "Calibration: before = q_value < FDR (the set difference alone); after = the result's `supported` flag",
         header,
@@ -223,7 +224,7 @@ def render_calibration(rows: Sequence[CalibrationRow]) -> str:
     ]
     for row in rows:
         lines.append(
-            f"{row.config:<24}{row.measure:<22}{row.split:<16}{row.pairs:>6}{row.failed:>7}"
+            f"{row.config:<{width}}{row.measure:<22}{row.split:<16}{row.pairs:>6}{row.failed:>7}"
             f"{_num(row.before):>8}{_num(row.after):>8}"
         )
     lines.extend(calibration_note(sum(r.missing for r in rows)))
