@@ -198,7 +198,7 @@ def _specific_fields(st: SpecificStats | None) -> dict[str, Any]:
 
 def _verdict(supported: int, findings: int, fdr: float) -> str:
     if not findings:
-        return "no finding was ranked"
+        return "no supported difference found: no finding was proposed as more common in A"
     if not supported:
         return (
             f"no supported difference found: none of {findings} findings is both more common in A and specific "
