@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from raddiff_embedding.checkpoints import load_checkpoint
 from raddiff_embedding.engine import OpenClipEngine
+from raddiff_synth import Finding
 from raddiff_training import clip
 from raddiff_training.statements import corpus_sentences, truth_matrix
 from raddiff_training.teacher import Teacher, TeacherConfig, train_teacher
@@ -62,13 +63,39 @@ def test_batches_pair_each_image_with_a_true_sentence(tiny_images: ImageSet) -> 
             assert truth[row, column] == statement.holds(tiny_images.kinds(index))
 
 
+def test_the_attribute_contrast_rewards_the_true_value() -> None:
+    texts = {t: j for j, t in enumerate(["right pleural effusion", "left pleural effusion", "pleural effusion"])}
+    right = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    image = torch.tensor([[1.0, 0.0]])
+    findings = [[Finding("pleural_effusion", {"side": "right", "severity": "moderate"})]]
+    # only the side group has both its texts in the batch here: the severity labels are missing, so add them
+    for name in ("small pleural effusion", "moderate pleural effusion", "large pleural effusion"):
+        texts[name] = 2
+    good = clip.attribute_contrast(image, right, torch.tensor(10.0), texts, findings)
+    bad = clip.attribute_contrast(torch.tensor([[0.0, 1.0]]), right, torch.tensor(10.0), texts, findings)
+    assert good < bad
+    none = clip.attribute_contrast(image, right, torch.tensor(10.0), texts, [[]])
+    assert none.item() == 0.0
+
+
 def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
     tiny_images: ImageSet, tokenizer, tmp_path: Path
 ) -> None:
     config, model = tiny_model(tokenizer)
-    settings = clip.ClipTrainConfig(steps=40, batch=8, hard_negatives=4, lr=3e-3, warmup=5, teacher_steps=10, threads=1)
+    settings = clip.ClipTrainConfig(
+        steps=40,
+        batch=8,
+        hard_negatives=4,
+        lr=3e-3,
+        warmup=5,
+        teacher_steps=10,
+        threads=1,
+        attribute_start=10,
+        attribute_ramp=10,
+    )
     result = clip.train_clip(model, tokenizer, tiny_images, settings, progress=False)
-    assert len(result.losses) == len(result.distill_losses) == 40
+    assert len(result.losses) == len(result.distill_losses) == len(result.attribute_losses) == 40
+    assert not any(result.attribute_losses[:10]) and any(result.attribute_losses[20:])  # off, then ramped in
     assert np.mean(result.distill_losses[-10:]) < np.mean(result.distill_losses[:10])
     assert np.mean(result.losses[-10:]) < 0.8 * np.mean(result.losses[:10])
 
@@ -93,7 +120,9 @@ def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
 
 
 def test_training_is_reproducible(tiny_images: ImageSet, tokenizer) -> None:
-    settings = clip.ClipTrainConfig(steps=3, batch=4, hard_negatives=2, warmup=1, teacher_steps=2, threads=1)
+    settings = clip.ClipTrainConfig(
+        steps=3, batch=4, hard_negatives=2, warmup=1, teacher_steps=2, threads=1, attribute_start=0, attribute_ramp=1
+    )
     runs = []
     for _ in range(2):
         _, model = tiny_model(tokenizer)

@@ -6,10 +6,13 @@ import numpy as np
 
 from raddiff_synth import Finding
 from raddiff_training.statements import (
+    attribute_groups,
+    attribute_targets,
     corpus_sentences,
     counterfactual,
     label_statement,
     negative_statements,
+    probe_statements,
     statement_for,
     truth_matrix,
 )
@@ -82,3 +85,32 @@ def test_truth_matrix_and_corpus() -> None:
     corpus = corpus_sentences(3)
     assert "moderate right pleural effusion" in corpus or any("pleural effusion" in s for s in corpus)
     assert corpus == corpus_sentences(3)
+
+
+def test_attribute_groups_are_probe_labels_differing_in_one_attribute() -> None:
+    groups = attribute_groups()
+    probes = {s.text: s for s in probe_statements()}
+    for group in groups:
+        assert len(group.values) >= 2 and len(set(group.texts)) == len(group.texts)
+        for value, text in zip(group.values, group.texts, strict=True):
+            # each label holds exactly for its own value
+            finding = Finding(group.kind, {**dict(group.base), group.key: value})
+            assert [probes[t].holds([finding]) for t in group.texts] == [t == text for t in group.texts]
+    side = next(g for g in groups if (g.kind, g.key) == ("pleural_effusion", "side"))
+    assert side.texts == ("right pleural effusion", "left pleural effusion")
+
+
+def test_attribute_targets_mark_the_values_an_image_has() -> None:
+    groups = attribute_groups()
+    targets = {(groups[i].kind, groups[i].key): present for i, present in attribute_targets(RIGHT_EFFUSION, groups)}
+    assert targets == {
+        ("pleural_effusion", "side"): (True, False),
+        ("pleural_effusion", "severity"): (False, True, False),
+    }
+    both_sides = [*RIGHT_EFFUSION, Finding("pleural_effusion", {"side": "left", "severity": "moderate"})]
+    kinds = {(groups[i].kind, groups[i].key) for i, _ in attribute_targets(both_sides, groups)}
+    assert kinds == {("pleural_effusion", "severity")}  # both sides true: no side contrast to learn
+    picc = [Finding("central_line", {"type": "picc", "side": "left", "tip": "svc"})]
+    bases = {groups[i].base for i, _ in attribute_targets(picc, groups)}
+    assert bases == {(("type", "picc"),)}  # a PICC is contrasted with PICCs, not with central venous catheters
+    assert attribute_targets([], groups) == []

@@ -53,7 +53,13 @@ def run_clip(args: argparse.Namespace) -> Path:
     config = clip.clip_config(tokenizer)
     model = clip.build_model(config, args.seed)
     train_config = clip.ClipTrainConfig(
-        steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        attribute_weight=args.attribute_weight,
+        attribute_start=args.attribute_start,
     )
     result = clip.train_clip(model, tokenizer, images, train_config)
     total = time.monotonic() - started
@@ -167,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--threads", type=int, default=1, help="torch threads (the weights depend on it)")
         sub.add_argument("--workers", type=int, default=2, help="processes rendering images")
         sub.add_argument("--cache", type=Path, default=None, help="rendered-image cache (default $RADDIFF_TRAIN_CACHE)")
+        if name == "clip":
+            from raddiff_training.clip import ClipTrainConfig
+
+            clip_defaults = ClipTrainConfig()
+            sub.add_argument(
+                "--attribute-weight",
+                type=float,
+                default=clip_defaults.attribute_weight,
+                help="weight of the attribute-contrast term (0: the sigmoid and dense losses only)",
+            )
+            sub.add_argument(
+                "--attribute-start",
+                type=int,
+                default=clip_defaults.attribute_start,
+                help="the step the attribute-contrast term starts ramping in at",
+            )
         if name == "vlm":
             sub.add_argument("--clip", type=Path, default=None, help="the CLIP whose tower starts the VLM's")
     for name in ("eval-clip", "eval-vlm"):

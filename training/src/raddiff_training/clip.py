@@ -11,7 +11,9 @@ the probe sentences (every label at every level of detail) are in every batch. B
 says which sentences hold for which images, a pair is positive whenever the sentence holds for the image, not only
 for the image that brought it: "no pleural effusion" drawn for one image is a positive for every image without an
 effusion, and a negative for the rest. Beside it, a dense loss pulls the ViT's patch tokens towards a small CNN
-teacher's features (teacher.py says why).
+teacher's features (teacher.py says why), and an attribute-contrast term (attribute_contrast), ramped in after the
+first 200 steps, makes each image's true attribute value outscore the same label with another value ("right" vs
+"left pleural effusion"), which the sigmoid loss alone left at chance (docs/models/clip.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +36,15 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from raddiff_embedding.checkpoints import CONFIG_NAME, WEIGHTS_NAME
-from raddiff_training.statements import Statement, counterfactual, probe_statements, statement_for, truth_matrix
+from raddiff_training.statements import (
+    Statement,
+    attribute_groups,
+    attribute_targets,
+    counterfactual,
+    probe_statements,
+    statement_for,
+    truth_matrix,
+)
 from raddiff_training.teacher import TeacherConfig, train_teacher
 from raddiff_training.world import ImageSet
 from raddiff_vlm.corpus import corpus
@@ -49,6 +59,7 @@ IMAGE_SIZE = 160
 CONTEXT_LENGTH = 48
 PROVENANCE_NAME = "raddiff_checkpoint.json"
 PROBES = probe_statements()
+ATTRIBUTE_GROUPS = attribute_groups()
 
 
 def build_tokenizer(extra_texts: list[str]) -> PreTrainedTokenizerFast:
@@ -165,6 +176,12 @@ class ClipTrainConfig:
     weight_decay: float = 0.05
     warmup: int = 50
     distill_weight: float = 1.0  # the dense loss towards the teacher's patch features (teacher.py)
+    # The attribute-contrast term (attribute_contrast); 0 turns it off. It is off for the first attribute_start
+    # steps and ramps up linearly over attribute_ramp more: until the towers tell the kinds apart its gradient is
+    # noise, and at full weight from step 0 it slowed the rest of the training (see docs/models/clip.md).
+    attribute_weight: float = 0.1
+    attribute_start: int = 200
+    attribute_ramp: int = 150
     teacher_steps: int = 250
     seed: int = 0
     threads: int = 1
@@ -177,6 +194,7 @@ class ClipTrainResult:
     seconds: float
     teacher_seconds: float
     images_seen: int
+    attribute_losses: list[float] = field(default_factory=list)  # the attribute-contrast term per step
 
 
 def batch_statements(
@@ -193,6 +211,37 @@ def batch_statements(
     statements += PROBES
     unique = list({s.text: s for s in statements}.values())
     return unique, truth_matrix(findings, unique)
+
+
+def attribute_contrast(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    scale: torch.Tensor,
+    columns: dict[str, int],
+    findings: list[list],
+) -> torch.Tensor:
+    """The attribute-contrast term: for each image and each attribute group its findings fall in (statements.
+    attribute_groups), a softmax over the group's labels ("right pleural effusion" vs "left pleural effusion"), the
+    true value(s) to win: -log of the softmax mass on the true values. Unlike the pairwise sigmoid loss, where these
+    pairs are a few hundredths of the batch's pairs and "pleural effusion vs not" already explains most of each
+    logit, it asks of the image and the text tower exactly the hard benchmark pairs. Zero when no image qualifies."""
+    rows, cols, valid, positive = [], [], [], []
+    width = max(len(g.values) for g in ATTRIBUTE_GROUPS)
+    for row, image_findings in enumerate(findings):
+        for index, present in attribute_targets(image_findings, ATTRIBUTE_GROUPS):
+            group = ATTRIBUTE_GROUPS[index]
+            pad = width - len(group.values)
+            rows.append(row)
+            cols.append([columns[t] for t in group.texts] + [0] * pad)
+            valid.append([True] * len(group.values) + [False] * pad)
+            positive.append([*present, *([False] * pad)])
+    if not rows:
+        return image_features.sum() * 0.0
+    logits = torch.einsum("md,mkd->mk", image_features[rows], text_features[torch.tensor(cols)]) * scale
+    valid_mask, positive_mask = torch.tensor(valid), torch.tensor(positive)
+    everything = logits.masked_fill(~valid_mask, float("-inf")).logsumexp(-1)
+    true = logits.masked_fill(~positive_mask, float("-inf")).logsumexp(-1)
+    return (everything - true).mean()
 
 
 def train_clip(
@@ -228,11 +277,12 @@ def train_clip(
     order = _epochs(len(images), rng)
     losses: list[float] = []
     distill_losses: list[float] = []
+    attribute_losses: list[float] = []
     model.train()
     model.visual.output_tokens = True  # (pooled, patch tokens after ln_post)
     try:
         bar = tqdm(range(config.steps), desc="training the CLIP", unit="step", disable=not progress)
-        for _ in bar:
+        for step in bar:
             indices = np.array([next(order) for _ in range(config.batch)])
             statements, truth = batch_statements(images, indices, rng, config.hard_negatives)
             tokens = tokenizer([s.text for s in statements], padding="longest", truncation=True, return_tensors="pt")
@@ -242,8 +292,22 @@ def train_clip(
             text_features = F.normalize(encode_text_trimmed(model, tokens["input_ids"]), dim=-1)
             logits = image_features @ text_features.T * model.logit_scale.exp() + model.logit_bias
             contrastive = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(truth).float())
+            attribute_factor = config.attribute_weight * min(
+                1.0, max(0.0, (step - config.attribute_start + 1) / max(1, config.attribute_ramp))
+            )
+            attribute = (
+                attribute_contrast(
+                    image_features,
+                    text_features,
+                    model.logit_scale.exp(),
+                    {s.text: j for j, s in enumerate(statements)},
+                    [images.kinds(i) for i in indices],
+                )
+                if attribute_factor
+                else torch.zeros(())
+            )
             distill = F.mse_loss(distill_head(patches), teacher.patch_targets(pixels))
-            loss = contrastive + config.distill_weight * distill
+            loss = contrastive + config.distill_weight * distill + attribute_factor * attribute
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([*model.parameters(), *distill_head.parameters()], 1.0)
@@ -253,12 +317,22 @@ def train_clip(
                 model.logit_scale.clamp_(0, math.log(100))
             losses.append(contrastive.item())
             distill_losses.append(distill.item())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", distill=f"{np.mean(distill_losses[-20:]):.3f}")
+            attribute_losses.append(attribute.item())
+            bar.set_postfix(
+                loss=f"{np.mean(losses[-20:]):.3f}",
+                distill=f"{np.mean(distill_losses[-20:]):.3f}",
+                attribute=f"{np.mean(attribute_losses[-20:]):.3f}",
+            )
     finally:
         model.visual.output_tokens = False
     model.eval()
     return ClipTrainResult(
-        losses, distill_losses, time.monotonic() - started, teacher_seconds, config.steps * config.batch
+        losses,
+        distill_losses,
+        time.monotonic() - started,
+        teacher_seconds,
+        config.steps * config.batch,
+        attribute_losses,
     )
 
 
@@ -306,5 +380,8 @@ def provenance(config: ClipTrainConfig, images: ImageSet, result: ClipTrainResul
         "teacher_seconds": round(result.teacher_seconds, 1),
         "final_loss": round(float(np.mean(result.losses[-20:])), 4),
         "final_distill_loss": round(float(np.mean(result.distill_losses[-20:])), 4),
+        "final_attribute_loss": round(float(np.mean(result.attribute_losses[-20:])), 4)
+        if result.attribute_losses
+        else None,
         **extra,
     }

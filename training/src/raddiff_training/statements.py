@@ -172,3 +172,46 @@ def corpus_sentences(count: int, seed: int = 0) -> list[str]:
     for options in (*NEGATIVE.values(), NO_DEVICES, NO_ACUTE):
         out += list(options)
     return out
+
+
+@dataclass(frozen=True)
+class AttributeGroup:
+    """The labels of one kind that differ only in one attribute ("left pleural effusion", "right pleural
+    effusion"), the kind's fixed attributes (nodule or mass, CVC or PICC) held at `base`."""
+
+    kind: str
+    key: str
+    base: tuple[tuple[str, str], ...]
+    values: tuple[str, ...]
+    texts: tuple[str, ...]  # one label per value, in `values` order
+
+
+def attribute_groups() -> list[AttributeGroup]:
+    """Every (kind, open attribute, fixed base) with two or more values: the attribute-contrast term's choices. Each
+    text is a probe sentence (probe_statements), so its embedding is already in every batch."""
+    groups = []
+    for kind, spec in KINDS.items():
+        fixed = FIXED_ATTRIBUTES.get(kind, ())
+        for key in (k for k in spec.choices if k not in fixed):
+            for fixed_values in product(*(spec.choices[k] for k in fixed)):
+                base = dict(zip(fixed, fixed_values, strict=True))
+                values = tuple(spec.choices[key])
+                texts = tuple(label_statement(kind, {**base, key: v}).text for v in values)
+                groups.append(AttributeGroup(kind, key, tuple(sorted(base.items())), values, texts))
+    return groups
+
+
+def attribute_targets(
+    findings: Sequence[Finding], groups: Sequence[AttributeGroup]
+) -> list[tuple[int, tuple[bool, ...]]]:
+    """For an image: (group index, which of the group's values it has) for each group its findings fall in. Two
+    instances (a left and a right effusion) make two values true; a group whose every value is true is left out."""
+    out = []
+    for index, group in enumerate(groups):
+        matching = [f for f in findings if f.kind == group.kind and all(f.get(k) == v for k, v in group.base)]
+        if not matching:
+            continue
+        present = tuple(any(f.get(group.key) == v for f in matching) for v in group.values)
+        if any(present) and not all(present):
+            out.append((index, present))
+    return out
