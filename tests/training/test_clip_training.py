@@ -90,6 +90,7 @@ def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
         warmup=5,
         teacher_steps=10,
         threads=1,
+        attribute_weight=0.1,
         attribute_start=10,
         attribute_ramp=10,
     )
@@ -121,7 +122,8 @@ def test_training_lowers_the_loss_and_the_service_loads_the_checkpoint(
 
 def test_training_is_reproducible(tiny_images: ImageSet, tokenizer) -> None:
     settings = clip.ClipTrainConfig(
-        steps=3, batch=4, hard_negatives=2, warmup=1, teacher_steps=2, threads=1, attribute_start=0, attribute_ramp=1
+        steps=3, batch=4, hard_negatives=2, warmup=1, teacher_steps=2, threads=1,
+        attribute_weight=0.1, attribute_start=0, attribute_ramp=1
     )
     runs = []
     for _ in range(2):

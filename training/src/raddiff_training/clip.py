@@ -178,8 +178,10 @@ class ClipTrainConfig:
     distill_weight: float = 1.0  # the dense loss towards the teacher's patch features (teacher.py)
     # The attribute-contrast term (attribute_contrast); 0 turns it off. It is off for the first attribute_start
     # steps and ramps up linearly over attribute_ramp more: until the towers tell the kinds apart its gradient is
-    # noise, and at full weight from step 0 it slowed the rest of the training (see docs/models/clip.md).
-    attribute_weight: float = 0.1
+    # noise, and at full weight from step 0 it slowed the rest of the training (see docs/models/clip.md). Off by
+    # default: the default checkpoint is trained without it until the agent is measured on the variant
+    # (weights/clip-attribute: --attribute-weight 0.1).
+    attribute_weight: float = 0.0
     attribute_start: int = 200
     attribute_ramp: int = 150
     teacher_steps: int = 250
