@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import urllib.request
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_an_analysis_runs_from_post_to_a_ranked_result_and_moves_every_metric(st
     assert all(0.0 <= x <= 1.0 for x in aurocs)
     # Best AUROC first, except where a finding new in the last iteration was held below an established one: it
     # outranks only on images no proposal was read from (steps.ranking.settle_newcomers).
-    for above, below in zip(findings, findings[1:]):
+    for above, below in itertools.pairwise(findings):
         assert above["auroc"] >= below["auroc"] or above["iteration"] < below["iteration"], (above, below)
     # Every image of both sets was ranked, not only the captioned sample.
     assert results["evaluation"]["scores"] and len(results["evaluation"]["scores"]) == len(findings)
