@@ -221,8 +221,9 @@ def render_accuracy(
 
 
 def render_calibration(seeds: Sequence[int], rows: Sequence[SeedCalibrationRow]) -> str:
+    width = max([24, *(len(r.config) + 2 for r in rows)])  # config paths are as long as their folders
     header = (
-        f"{'config':<24}{'measure':<22}{'split':<16}{'pairs':>6}{'failed':>7}  "
+        f"{'config':<{width}}{'measure':<22}{'split':<16}{'pairs':>6}{'failed':>7}  "
         f"{'before':>7}{'sd':>7}{'min':>7}{'max':>7}  {'after':>7}{'sd':>7}{'min':>7}{'max':>7}"
     )
     lines = [
@@ -234,7 +235,7 @@ def render_calibration(seeds: Sequence[int], rows: Sequence[SeedCalibrationRow])
     ]
     for row in rows:
         lines.append(
-            f"{row.config:<24}{row.measure:<22}{row.split:<16}{row.pairs:>6}{row.failed:>7}  "
+            f"{row.config:<{width}}{row.measure:<22}{row.split:<16}{row.pairs:>6}{row.failed:>7}  "
             f"{_stats(row.before)}  {_stats(row.after)}"
         )
     lines.extend(calibration_note(sum(r.missing for r in rows)))
