@@ -27,7 +27,7 @@ from raddiff_orchestrator.agent.statistics import (
     honest_intervals,
     permutation_p_values,
 )
-from raddiff_orchestrator.agent.steps.ranking import ranked
+from raddiff_orchestrator.agent.steps.ranking import held_out, ranked, settle_newcomers
 from raddiff_orchestrator.agent.steps.state import AnalysisState, Scored, StageReport
 
 
@@ -45,7 +45,11 @@ class SummarizeFindings:
     async def run(self, state: AnalysisState, report: StageReport) -> None:
         config = state.task.config
         if config.merge:
-            state.final = ranked(state.tested.values(), config.ranker.order)
+            # Every iteration's findings together; the last iteration's newcomers outrank earlier findings only
+            # on images no proposal was read from, as within an iteration.
+            merged = ranked(state.tested.values(), config.ranker.order)
+            last = state.current.index if state.iterations else 1
+            state.final = settle_newcomers(merged, last, held_out(state), state.positive, config.ranker.order)
         elif state.iterations:
             state.final = list(state.current.ranking)
             if not state.final:
