@@ -55,7 +55,6 @@ class PairProbe:
 
 
 def _engine() -> object:
-    from raddiff_embedding.app import build_app  # noqa: F401  (the service's own settings resolution)
     from raddiff_embedding.engine import OpenClipEngine
     from raddiff_embedding.settings import EmbeddingSettings
     from raddiff_kit.settings import SharedSettings, load_settings

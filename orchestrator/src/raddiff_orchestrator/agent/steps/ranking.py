@@ -18,7 +18,7 @@ from raddiff_orchestrator.agent.steps.state import AnalysisState, IterationWork,
 
 class RankFindings:
     """AUROC of each finding's score over every ranked image of both sets (A positive), and its specific AUROC:
-    the same on scores less each image's similarity to the control statements (agent/specificity.py).
+    the same on scores residualised on the shift the control statements share (agent/specificity.py).
 
     Images and the control statements are embedded once per analysis (and through the cache, once per model);
     a finding ranked in an earlier iteration keeps its scores.

@@ -81,7 +81,7 @@ class AnalysisState:
     final: list[Scored] = field(default_factory=list)
     final_stats: list[FindingStats] = field(default_factory=list)
     q_values: dict[str, float] = field(default_factory=dict)
-    specificity: dict[str, SpecificStats] = field(default_factory=dict)  # normal form -> the final findings'
+    specificity: dict[str, SpecificStats] = field(default_factory=dict)  # normal form -> a final finding's
     evaluation: Evaluation | None = None
     proposer: str = ""
     embedding_model: str = ""
